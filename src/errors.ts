@@ -1,0 +1,101 @@
+// The one registry of wxsub error codes and the base error class every area extends.
+
+/** One entry of the registry: what the code means and which HTTP status the service answers with. */
+export type ErrorSpec = {
+  /** Human-readable default message; never includes secrets. */
+  readonly message: string;
+  /** HTTP status the service maps this code to. */
+  readonly status: number;
+  /** Whether repeating the same call later may succeed. */
+  readonly retryable?: boolean;
+};
+
+/**
+ * Every error code wxsub raises, SCREAMING_SNAKE with an area prefix.
+ * Retired codes are never reused; `docs/errors.md` is generated from this table (`npm run docs:errors`)
+ * and a test keeps both in sync. Add entries in the area's block, keep blocks sorted by prefix.
+ */
+export const ERROR_CODES = {
+  // CONFIG_: configuration
+  CONFIG_INVALID: { message: 'Configuration is invalid', status: 500 },
+
+  // HTTP_: request shape problems caught before any area sees them
+  HTTP_BAD_REQUEST: { message: 'The request is malformed', status: 400 },
+  HTTP_BODY_TOO_LARGE: { message: 'The request body is too large', status: 413 },
+  HTTP_NOT_FOUND: { message: 'No such route', status: 404 },
+  HTTP_UNSUPPORTED_MEDIA_TYPE: { message: 'Unsupported content type', status: 415 },
+  HTTP_INTERNAL: { message: 'Internal error', status: 500 },
+
+  // AUTH_: API keys and admin access
+  AUTH_MISSING_KEY: { message: 'An API key is required (Authorization: Bearer <key>)', status: 401 },
+  AUTH_INVALID_KEY: { message: 'The API key is not valid', status: 401 },
+
+  // WX_: talking to WeChat (SDK)
+  WX_API_ERROR: { message: 'WeChat answered with an error', status: 502 },
+  WX_TRANSPORT: { message: 'Could not reach WeChat', status: 502, retryable: true },
+  WX_TIMEOUT: { message: 'WeChat did not answer in time', status: 504, retryable: true },
+  WX_BAD_RESPONSE: { message: 'WeChat answered with something that is not a valid reply', status: 502 },
+  WX_INVALID_ARGUMENT: { message: 'The call to WeChat was rejected locally: an argument is invalid', status: 400 },
+  WX_FORCE_REFRESH_BUDGET: {
+    message: 'Force-refresh of the access token was refused: daily budget used or last one under 30 s ago',
+    status: 429,
+    retryable: true,
+  },
+  WX_TOKEN_LEASE_TIMEOUT: {
+    message: 'Timed out waiting for another process to refresh the access token',
+    status: 503,
+    retryable: true,
+  },
+  WX_CALLBACK_INVALID: { message: 'The consent callback query is invalid', status: 400 },
+  WX_SIGNATURE_INVALID: { message: 'The signature does not match', status: 401 },
+  WX_DECRYPT_FAILED: { message: 'The encrypted message could not be decrypted', status: 400 },
+
+  // STORE_: storage adapters
+  STORE_UNAVAILABLE: { message: 'The store is unavailable', status: 503, retryable: true },
+  STORE_MIGRATION_FAILED: { message: 'A migration failed', status: 500 },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A registered error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Options accepted by {@link AppError}. */
+export type AppErrorOptions = {
+  /** Overrides the registry's default message. Must not contain secrets. */
+  message?: string;
+  /** Structured, secret-free details (returned to API clients). */
+  details?: Record<string, unknown>;
+  /** The underlying error. */
+  cause?: unknown;
+  /** Overrides the registry's retryable flag. */
+  retryable?: boolean;
+};
+
+/**
+ * Base class of every error wxsub raises on purpose.
+ * @example throw new AppError('CONSENT_EXPIRED', { details: { age: 901 } })
+ */
+export class AppError extends Error {
+  /** Stable machine-readable code from {@link ERROR_CODES}. */
+  readonly code: ErrorCode;
+  /** HTTP status the service answers with. */
+  readonly status: number;
+  /** Whether repeating the call later may succeed. */
+  readonly retryable: boolean;
+  /** Secret-free structured details. */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, options: AppErrorOptions = {}) {
+    const spec: ErrorSpec = ERROR_CODES[code];
+    super(options.message ?? spec.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = spec.status;
+    this.retryable = options.retryable ?? spec.retryable ?? false;
+    this.details = options.details;
+  }
+}
+
+/** True when `err` is an {@link AppError} (optionally with the given code). */
+export function isAppError(err: unknown, code?: ErrorCode): err is AppError {
+  return err instanceof AppError && (code === undefined || err.code === code);
+}

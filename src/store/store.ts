@@ -1,0 +1,298 @@
+// The storage port of the service: grants (the ledger), the outbox, campaigns, templates, API keys
+// and consent nonces. Implemented by ./sqlite and ./postgres; one contract suite (./contract.ts) runs
+// against both. Every method is atomic on its own; the ones that span areas (enqueue = reserve grant +
+// insert message) are one transaction.
+
+/** Which engine backs a store. */
+export type Engine = 'sqlite' | 'postgres';
+
+/** The two consent flows. */
+export type MessageKind = 'one-time' | 'notification';
+
+/**
+ * State of a one-time grant (one send for (app, openid, template, scene)).
+ * available → reserved (a message was enqueued) → consumed (WeChat accepted it)
+ * reserved → available (released: WeChat did not use it) ; any → revoked (43101, refusal, opt-out).
+ */
+export type GrantState = 'available' | 'reserved' | 'consumed' | 'revoked';
+
+/** A one-time grant row. Times are ms since the epoch. */
+export type Grant = {
+  id: string;
+  appId: string;
+  openid: string;
+  templateId: string;
+  scene: number;
+  state: GrantState;
+  createdAt: number;
+  updatedAt: number;
+  /** When the user (last) confirmed. */
+  confirmedAt: number;
+  /** When it was consumed/revoked, if it was. */
+  closedAt: number | null;
+};
+
+/** Notification credits for (app, openid, template): accepts minus sends; long-term templates set `longTerm`. */
+export type NotificationCredit = {
+  appId: string;
+  openid: string;
+  templateId: string;
+  /** Credits that can still be reserved. */
+  available: number;
+  /** Credits held by queued/sending messages. */
+  reserved: number;
+  longTerm: boolean;
+  updatedAt: number;
+};
+
+/** Outcome of recording a one-time confirm. */
+export type RecordGrantResult = {
+  grant: Grant;
+  /** False when the grant already existed and was available or reserved (confirms do not stack). */
+  created: boolean;
+};
+
+/** Outbox message states. `queued → sending → sent | failed | unknown`; `cancelled` for campaign cancel. */
+export type MessageStatus = 'queued' | 'sending' | 'sent' | 'failed' | 'unknown' | 'cancelled';
+
+/** The payload of a one-time message, as WeChat's template/subscribe takes it (minus touser/template/scene). */
+export type OneTimePayload = {
+  title: string;
+  content: string;
+  color?: string;
+  url?: string;
+  miniprogram?: { appid: string; pagepath: string };
+};
+
+/** The payload of a notification, as bizsend takes it (minus touser/template). */
+export type NotificationPayload = {
+  data: Record<string, { value: string }>;
+  page?: string;
+  miniprogram?: { appid: string; pagepath: string };
+};
+
+/** A message in the outbox. */
+export type OutboxMessage = {
+  id: string;
+  appId: string;
+  kind: MessageKind;
+  openid: string;
+  templateId: string;
+  /** Scene of the reserved grant (one-time only). */
+  scene: number | null;
+  /** The grant this message holds (one-time only). */
+  grantId: string | null;
+  payload: OneTimePayload | NotificationPayload;
+  status: MessageStatus;
+  attempts: number;
+  /** Earliest time the next attempt may start. */
+  nextAttemptAt: number;
+  leaseOwner: string | null;
+  leaseUntil: number | null;
+  /** WeChat errcode of the last attempt, if any. */
+  lastErrcode: number | null;
+  /** Stable wxsub code explaining a failure (e.g. DELIVERY_CONSENT_REVOKED). */
+  errorCode: string | null;
+  errorMessage: string | null;
+  msgid: string | null;
+  campaignId: string | null;
+  idempotencyKey: string | null;
+  createdAt: number;
+  updatedAt: number;
+  sentAt: number | null;
+};
+
+/** Input of {@link Store.enqueueMessage}. */
+export type EnqueueInput = {
+  appId: string;
+  kind: MessageKind;
+  openid: string;
+  templateId: string;
+  /** One-time: a scene, or 'any' for any scene the user holds (lowest available scene first). */
+  scene?: number | 'any';
+  payload: OneTimePayload | NotificationPayload;
+  /** Idempotency-Key header; with `requestHash` makes retries return the first message. */
+  idempotencyKey?: string;
+  /** Hash of the canonical request body; same key + other hash → conflict. */
+  requestHash?: string;
+  campaignId?: string;
+  now: number;
+};
+
+/** Result of {@link Store.enqueueMessage}. */
+export type EnqueueResult =
+  | { ok: true; message: OutboxMessage; /** false when an idempotent retry returned the existing message */ created: boolean }
+  | { ok: false; reason: 'no-grant'; /** what the user does hold for this template (available one-time scenes) */ heldScenes: number[]; notificationCredits: number }
+  | { ok: false; reason: 'idempotency-conflict'; existingId: string };
+
+/** How an attempt ended, as the dispatcher decided from WeChat's reply. */
+export type AttemptOutcome =
+  | { status: 'sent'; msgid?: string; lastErrcode?: number; errorCode?: string }
+  /** grant: 'release' when WeChat did not use the grant, 'revoke' on 43101, 'keep' otherwise */
+  | { status: 'failed'; grant: 'release' | 'revoke' | 'keep'; lastErrcode?: number; errorCode: string; errorMessage: string }
+  | { status: 'unknown'; lastErrcode?: number; errorCode: string; errorMessage: string }
+  | { status: 'retry'; nextAttemptAt: number; lastErrcode?: number; errorCode: string; errorMessage: string };
+
+/** Filter for listing messages. Cursor is opaque (returned as `nextCursor`). */
+export type MessageFilter = {
+  appId?: string;
+  status?: MessageStatus;
+  templateId?: string;
+  openid?: string;
+  campaignId?: string;
+  cursor?: string;
+  limit?: number;
+};
+
+/** A page of results. */
+export type Page<T> = { items: T[]; nextCursor: string | null };
+
+/** A campaign: one message per current holder of an available grant. */
+export type Campaign = {
+  id: string;
+  appId: string;
+  name: string;
+  kind: MessageKind;
+  templateId: string;
+  /** Which scenes count (one-time only); null = all. */
+  sceneFilter: { min?: number; max?: number; scenes?: number[] } | null;
+  payload: OneTimePayload | NotificationPayload;
+  status: 'enqueuing' | 'running' | 'done' | 'cancelled';
+  createdAt: number;
+  updatedAt: number;
+};
+
+/** Counters of a campaign's messages by status. */
+export type CampaignStats = { total: number; queued: number; sending: number; sent: number; failed: number; unknown: number; cancelled: number };
+
+/** A template the service knows (for local validation and for "unknown template" errors). */
+export type TemplateRecord = {
+  appId: string;
+  templateId: string;
+  kind: MessageKind;
+  title: string;
+  /** Notification keywords in order, e.g. [{ key: 'thing1', type: 'thing' }] ; empty for one-time. */
+  keywords: { key: string; type: string; enumValues?: string[] }[];
+  /** 2 = one-time notification, 3 = long-term (notification only). */
+  type?: number;
+};
+
+/** A stored API key (the secret itself is never stored, only its hash). */
+export type ApiKeyRecord = { id: string; name: string; createdAt: number; revokedAt: number | null };
+
+/** The ledger: one-time grants and notification credits. */
+export interface GrantRepo {
+  /** Records a one-time confirm. Idempotent; never stacks within one scene; re-opens a consumed/revoked grant. */
+  recordOneTime(input: { appId: string; openid: string; templateId: string; scene: number; now: number }): Promise<RecordGrantResult>;
+  /** Records a refusal (cancel) for statistics; no grant. */
+  recordRefusal(input: { appId: string; templateId: string; scene: number; openid?: string; now: number }): Promise<void>;
+  /** Atomically available → consumed. Exactly one of many concurrent callers gets `true`. */
+  consume(input: { appId: string; openid: string; templateId: string; scene: number; now: number }): Promise<boolean>;
+  /** Marks every open grant of (app, openid, template) (or one scene) revoked. Returns how many. */
+  revoke(input: { appId: string; openid: string; templateId: string; scene?: number; now: number }): Promise<number>;
+  /** Scenes the user holds available for a template, ascending. */
+  availableScenes(input: { appId: string; openid: string; templateId: string }): Promise<number[]>;
+  /** All scenes that ever had a grant row for the user (any state), for `scene=auto`. */
+  knownScenes(input: { appId: string; openid: string; templateId: string }): Promise<number[]>;
+  /** One grant by key. */
+  get(input: { appId: string; openid: string; templateId: string; scene: number }): Promise<Grant | null>;
+  /** Grants in state available (and notification credits > 0) filtered, paged by an opaque cursor. */
+  listAvailable(input: { appId: string; openid?: string; templateId?: string; cursor?: string; limit?: number }): Promise<Page<Grant>>;
+  /** Refusal count for statistics. */
+  countRefusals(input: { appId: string; templateId?: string }): Promise<number>;
+  /** Adds `count` notification credits (popup accept). */
+  addNotificationCredits(input: { appId: string; openid: string; templateId: string; count: number; longTerm?: boolean; now: number }): Promise<NotificationCredit>;
+  /** Sets notification credits to zero and clears long-term (change event reject / 43101). */
+  clearNotificationCredits(input: { appId: string; openid: string; templateId: string; now: number }): Promise<void>;
+  /** Current notification credits, or null. */
+  getNotificationCredit(input: { appId: string; openid: string; templateId: string }): Promise<NotificationCredit | null>;
+}
+
+/** The outbox and campaigns. */
+export interface OutboxRepo {
+  /** In ONE transaction: reserve a grant/credit and insert the message (honouring the idempotency key). */
+  enqueueMessage(input: EnqueueInput): Promise<EnqueueResult>;
+  /**
+   * Claims up to `limit` due messages for `owner` until `now + leaseMs`: queued ones whose nextAttemptAt ≤ now,
+   * and sending ones whose lease expired. Notifications whose lease expired while sending are NOT re-claimed:
+   * they are set `unknown` (the request may have left and their credits can stack). Returns claimed messages
+   * with status `sending` and attempts incremented. Uses FOR UPDATE SKIP LOCKED on PostgreSQL.
+   * `appIds`, when given, restricts to those apps; `excludeAppIds` skips paused apps.
+   */
+  claim(input: { owner: string; limit: number; leaseMs: number; now: number; excludeAppIds?: string[] }): Promise<OutboxMessage[]>;
+  /**
+   * Records an attempt's outcome if `owner` still holds the lease; applies the grant effect in the same
+   * transaction (sent → consume, failed/release → grant back to available or credit back, failed/revoke → revoke).
+   * Returns false when the lease was lost (another owner took the message).
+   */
+  complete(input: { id: string; owner: string; outcome: AttemptOutcome; now: number }): Promise<boolean>;
+  /** Extends the lease of messages still being worked on. */
+  extendLease(input: { ids: string[]; owner: string; leaseUntil: number }): Promise<void>;
+  /** One message. */
+  getMessage(id: string): Promise<OutboxMessage | null>;
+  /** Messages filtered, newest first, paged by an opaque cursor. */
+  listMessages(filter: MessageFilter): Promise<Page<OutboxMessage>>;
+  /** Counts by status (for metrics and tests). */
+  countMessages(filter: { appId?: string; campaignId?: string }): Promise<CampaignStats>;
+
+  /** Creates a campaign in state `enqueuing`. */
+  createCampaign(input: Omit<Campaign, 'id' | 'status' | 'createdAt' | 'updatedAt'> & { now: number }): Promise<Campaign>;
+  /**
+   * Enqueues the next batch (server-side INSERT … SELECT) of one message per holder of an available grant
+   * matching the campaign, reserving each grant. Returns how many were enqueued; 0 when done (then the
+   * campaign moves to `running`).
+   */
+  enqueueCampaignBatch(input: { campaignId: string; batchSize: number; now: number }): Promise<number>;
+  /** A campaign with its counters. */
+  getCampaign(id: string): Promise<(Campaign & { stats: CampaignStats }) | null>;
+  /** Cancels: queued messages → cancelled and their grants/credits back to available. Returns how many. */
+  cancelCampaign(input: { id: string; now: number }): Promise<number>;
+  /** Campaigns still `enqueuing` (so a restarted instance finishes enqueuing them). */
+  listEnqueuingCampaigns(): Promise<Campaign[]>;
+  /** Marks a `running` campaign `done` when nothing is queued or sending. */
+  finishCampaignIfDrained(input: { id: string; now: number }): Promise<boolean>;
+
+  /** Pauses an app's sending until `until` (45009), shared by every instance. */
+  pauseApp(input: { appId: string; until: number; reason: string }): Promise<void>;
+  /** Apps paused at `now`. */
+  pausedApps(now: number): Promise<{ appId: string; until: number; reason: string }[]>;
+}
+
+/** Templates known to the service. */
+export interface TemplateRepo {
+  upsert(t: TemplateRecord): Promise<void>;
+  get(appId: string, templateId: string): Promise<TemplateRecord | null>;
+  list(appId: string): Promise<TemplateRecord[]>;
+}
+
+/** API keys, stored as SHA-256 hashes. */
+export interface ApiKeyRepo {
+  /** Stores the hash of a new key; the caller generates and shows the key once. */
+  create(input: { id: string; name: string; keyHash: string; now: number }): Promise<ApiKeyRecord>;
+  /** Finds an unrevoked key by hash. */
+  findByHash(keyHash: string): Promise<ApiKeyRecord | null>;
+  revoke(id: string, now: number): Promise<void>;
+  list(): Promise<ApiKeyRecord[]>;
+}
+
+/** Single-use consent nonces (the `reserved` token's id). */
+export interface NonceRepo {
+  /** Marks a nonce used; false if it was used before. Rows past `expiresAt` may be purged. */
+  use(input: { nonce: string; expiresAt: number; now: number }): Promise<boolean>;
+  /** Deletes expired nonces; returns how many. */
+  purgeExpired(now: number): Promise<number>;
+}
+
+/** The service's store. */
+export interface Store {
+  readonly engine: Engine;
+  readonly grants: GrantRepo;
+  readonly outbox: OutboxRepo;
+  readonly templates: TemplateRepo;
+  readonly apiKeys: ApiKeyRepo;
+  readonly nonces: NonceRepo;
+  /** Applies pending numbered migrations; returns the number applied. */
+  migrate(): Promise<number>;
+  /** Closes connections. */
+  close(): Promise<void>;
+}
