@@ -19,7 +19,11 @@ export type BenchResult = {
 export type Bench = { name: string; run(): Promise<BenchResult | BenchResult[]> };
 
 /** Runs `fn` `count` times with at most `concurrency` in flight; returns elapsed ms. */
-export async function runConcurrent(count: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<number> {
+export async function runConcurrent(
+  count: number,
+  concurrency: number,
+  fn: (i: number) => Promise<unknown>,
+): Promise<number> {
   let next = 0;
   const start = performance.now();
   const worker = async () => {

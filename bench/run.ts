@@ -33,8 +33,13 @@ async function main(): Promise<void> {
     const results = Array.isArray(out) ? out : [out];
     for (const r of results) {
       all.push(r);
-      await writeFile(join(resultsDir, `${r.name}.json`), JSON.stringify({ ...r, at: new Date().toISOString() }, null, 2) + '\n');
-      console.log(`  ${r.name}: ${JSON.stringify(r.metrics)}${r.ratio === undefined ? '' : ` ratio=${fmt(r.ratio)}`} (${r.target}: ${r.met ? 'met' : 'NOT met'})`);
+      await writeFile(
+        join(resultsDir, `${r.name}.json`),
+        JSON.stringify({ ...r, at: new Date().toISOString() }, null, 2) + '\n',
+      );
+      console.log(
+        `  ${r.name}: ${JSON.stringify(r.metrics)}${r.ratio === undefined ? '' : ` ratio=${fmt(r.ratio)}`} (${r.target}: ${r.met ? 'met' : 'NOT met'})`,
+      );
     }
   }
   const lines = [
@@ -46,7 +51,11 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|',
     ...all.map(
       (r) =>
-        `| ${r.name} | ${Object.entries(r.metrics).map(([k, v]) => `${k}=${fmt(v)}`).join(', ')} | ${r.ratio === undefined ? '—' : fmt(r.ratio)} | ${r.target} | ${r.met ? 'yes' : 'no'} |`,
+        `| ${r.name} | ${Object.entries(r.metrics)
+          .map(([k, v]) => `${k}=${fmt(v)}`)
+          .join(
+            ', ',
+          )} | ${r.ratio === undefined ? '—' : fmt(r.ratio)} | ${r.target} | ${r.met ? 'yes' : 'no'} |`,
     ),
     '',
     ...all.filter((r) => r.notes).map((r) => `- **${r.name}**: ${r.notes}`),

@@ -25,17 +25,76 @@ export const ERROR_CODES = {
   HTTP_NOT_FOUND: { message: 'No such route', status: 404 },
   HTTP_UNSUPPORTED_MEDIA_TYPE: { message: 'Unsupported content type', status: 415 },
   HTTP_INTERNAL: { message: 'Internal error', status: 500 },
+  HTTP_INVALID_JSON: { message: 'The request body is not valid JSON', status: 400 },
+  HTTP_URI_TOO_LONG: { message: 'The request URL or headers are too large', status: 414 },
+  HTTP_VALIDATION_FAILED: { message: 'The request does not match the expected shape', status: 400 },
 
   // AUTH_: API keys and admin access
   AUTH_MISSING_KEY: { message: 'An API key is required (Authorization: Bearer <key>)', status: 401 },
   AUTH_INVALID_KEY: { message: 'The API key is not valid', status: 401 },
+
+  // CAMPAIGN_: campaigns over the REST API
+  CAMPAIGN_NOT_FOUND: { message: 'No such campaign', status: 404 },
+  CAMPAIGN_NOT_CANCELLABLE: { message: 'The campaign is already finished or cancelled', status: 409 },
+
+  // CONSENT_: consent links and callbacks (the `reserved` token, cookie binding, redirect allowlist)
+  CONSENT_RESERVED_MALFORMED: {
+    message: 'The reserved token is missing, longer than 128 bytes or not [A-Za-z0-9]',
+    status: 400,
+  },
+  CONSENT_RESERVED_FORGED: { message: 'The reserved token was not issued by this service', status: 400 },
+  CONSENT_RESERVED_EXPIRED: { message: 'The consent link has expired; start again', status: 400 },
+  CONSENT_RESERVED_REPLAYED: { message: 'The consent link was already used', status: 409 },
+  CONSENT_COOKIE_MISSING: {
+    message: 'The consent cookie is missing: the link was opened in another browser or forwarded',
+    status: 403,
+  },
+  CONSENT_COOKIE_MISMATCH: {
+    message: 'The consent cookie does not belong to this link: it was forwarded or replayed',
+    status: 403,
+  },
+  CONSENT_BINDING_MISMATCH: {
+    message: 'The callback is for another app or template than the link',
+    status: 400,
+  },
+  CONSENT_SCENE_MISMATCH: { message: 'The callback scene differs from the scene of the link', status: 400 },
+  CONSENT_SCENE_OUT_OF_RANGE: { message: 'scene must be an integer from 0 to 10000 (or auto)', status: 400 },
+  CONSENT_SCENE_EXHAUSTED: { message: 'No free scene is left for this user and template', status: 409 },
+  CONSENT_OPENID_MISSING: { message: 'A confirm callback must carry an openid', status: 400 },
+  CONSENT_ACTION_INVALID: { message: 'action must be confirm or cancel', status: 400 },
+  CONSENT_QUERY_INVALID: { message: 'The consent query is invalid', status: 400 },
+  CONSENT_QUERY_TOO_LARGE: { message: 'The consent query is too large', status: 414 },
+  CONSENT_NEXT_NOT_ALLOWED: { message: 'next is not in the configured redirect allowlist', status: 400 },
+  CONSENT_TEMPLATE_UNKNOWN: { message: 'The template is not a configured one-time template', status: 404 },
+
+  // GRANT_: the grant ledger as seen through the REST API
+  GRANT_NOT_AVAILABLE: {
+    message: 'The user holds no grant for this template (and scene); see details for what is held',
+    status: 409,
+  },
+
+  // MESSAGE_: the send API
+  MESSAGE_INVALID: { message: 'The message does not satisfy WeChat rules', status: 422 },
+  MESSAGE_TEMPLATE_UNKNOWN: {
+    message: 'The template is not registered (PUT /v1/templates/:id)',
+    status: 422,
+  },
+  MESSAGE_KIND_MISMATCH: { message: 'The message kind does not match the template kind', status: 422 },
+  MESSAGE_IDEMPOTENCY_CONFLICT: {
+    message: 'The Idempotency-Key was already used with another request body',
+    status: 409,
+  },
+  MESSAGE_NOT_FOUND: { message: 'No such message', status: 404 },
 
   // WX_: talking to WeChat (SDK)
   WX_API_ERROR: { message: 'WeChat answered with an error', status: 502 },
   WX_TRANSPORT: { message: 'Could not reach WeChat', status: 502, retryable: true },
   WX_TIMEOUT: { message: 'WeChat did not answer in time', status: 504, retryable: true },
   WX_BAD_RESPONSE: { message: 'WeChat answered with something that is not a valid reply', status: 502 },
-  WX_INVALID_ARGUMENT: { message: 'The call to WeChat was rejected locally: an argument is invalid', status: 400 },
+  WX_INVALID_ARGUMENT: {
+    message: 'The call to WeChat was rejected locally: an argument is invalid',
+    status: 400,
+  },
   WX_FORCE_REFRESH_BUDGET: {
     message: 'Force-refresh of the access token was refused: daily budget used or last one under 30 s ago',
     status: 429,
@@ -53,6 +112,12 @@ export const ERROR_CODES = {
   // STORE_: storage adapters
   STORE_UNAVAILABLE: { message: 'The store is unavailable', status: 503, retryable: true },
   STORE_MIGRATION_FAILED: { message: 'A migration failed', status: 500 },
+  STORE_INVALID_CURSOR: { message: 'The page cursor is not valid', status: 400 },
+  STORE_LEASE_EXPIRED: {
+    message: 'The sender lost its lease while sending; whether WeChat delivered the message is unknown',
+    status: 500,
+  },
+  STORE_NOT_FOUND: { message: 'No such record', status: 404 },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A registered error code. */
@@ -86,7 +151,10 @@ export class AppError extends Error {
 
   constructor(code: ErrorCode, options: AppErrorOptions = {}) {
     const spec: ErrorSpec = ERROR_CODES[code];
-    super(options.message ?? spec.message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      options.message ?? spec.message,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'AppError';
     this.code = code;
     this.status = spec.status;

@@ -121,15 +121,30 @@ export type EnqueueInput = {
 
 /** Result of {@link Store.enqueueMessage}. */
 export type EnqueueResult =
-  | { ok: true; message: OutboxMessage; /** false when an idempotent retry returned the existing message */ created: boolean }
-  | { ok: false; reason: 'no-grant'; /** what the user does hold for this template (available one-time scenes) */ heldScenes: number[]; notificationCredits: number }
+  | {
+      ok: true;
+      message: OutboxMessage;
+      /** false when an idempotent retry returned the existing message */ created: boolean;
+    }
+  | {
+      ok: false;
+      reason: 'no-grant';
+      /** what the user does hold for this template (available one-time scenes) */ heldScenes: number[];
+      notificationCredits: number;
+    }
   | { ok: false; reason: 'idempotency-conflict'; existingId: string };
 
 /** How an attempt ended, as the dispatcher decided from WeChat's reply. */
 export type AttemptOutcome =
   | { status: 'sent'; msgid?: string; lastErrcode?: number; errorCode?: string }
   /** grant: 'release' when WeChat did not use the grant, 'revoke' on 43101, 'keep' otherwise */
-  | { status: 'failed'; grant: 'release' | 'revoke' | 'keep'; lastErrcode?: number; errorCode: string; errorMessage: string }
+  | {
+      status: 'failed';
+      grant: 'release' | 'revoke' | 'keep';
+      lastErrcode?: number;
+      errorCode: string;
+      errorMessage: string;
+    }
   | { status: 'unknown'; lastErrcode?: number; errorCode: string; errorMessage: string }
   | { status: 'retry'; nextAttemptAt: number; lastErrcode?: number; errorCode: string; errorMessage: string };
 
@@ -163,7 +178,15 @@ export type Campaign = {
 };
 
 /** Counters of a campaign's messages by status. */
-export type CampaignStats = { total: number; queued: number; sending: number; sent: number; failed: number; unknown: number; cancelled: number };
+export type CampaignStats = {
+  total: number;
+  queued: number;
+  sending: number;
+  sent: number;
+  failed: number;
+  unknown: number;
+  cancelled: number;
+};
 
 /** A template the service knows (for local validation and for "unknown template" errors). */
 export type TemplateRecord = {
@@ -183,13 +206,37 @@ export type ApiKeyRecord = { id: string; name: string; createdAt: number; revoke
 /** The ledger: one-time grants and notification credits. */
 export interface GrantRepo {
   /** Records a one-time confirm. Idempotent; never stacks within one scene; re-opens a consumed/revoked grant. */
-  recordOneTime(input: { appId: string; openid: string; templateId: string; scene: number; now: number }): Promise<RecordGrantResult>;
+  recordOneTime(input: {
+    appId: string;
+    openid: string;
+    templateId: string;
+    scene: number;
+    now: number;
+  }): Promise<RecordGrantResult>;
   /** Records a refusal (cancel) for statistics; no grant. */
-  recordRefusal(input: { appId: string; templateId: string; scene: number; openid?: string; now: number }): Promise<void>;
+  recordRefusal(input: {
+    appId: string;
+    templateId: string;
+    scene: number;
+    openid?: string;
+    now: number;
+  }): Promise<void>;
   /** Atomically available → consumed. Exactly one of many concurrent callers gets `true`. */
-  consume(input: { appId: string; openid: string; templateId: string; scene: number; now: number }): Promise<boolean>;
+  consume(input: {
+    appId: string;
+    openid: string;
+    templateId: string;
+    scene: number;
+    now: number;
+  }): Promise<boolean>;
   /** Marks every open grant of (app, openid, template) (or one scene) revoked. Returns how many. */
-  revoke(input: { appId: string; openid: string; templateId: string; scene?: number; now: number }): Promise<number>;
+  revoke(input: {
+    appId: string;
+    openid: string;
+    templateId: string;
+    scene?: number;
+    now: number;
+  }): Promise<number>;
   /** Scenes the user holds available for a template, ascending. */
   availableScenes(input: { appId: string; openid: string; templateId: string }): Promise<number[]>;
   /** All scenes that ever had a grant row for the user (any state), for `scene=auto`. */
@@ -197,15 +244,43 @@ export interface GrantRepo {
   /** One grant by key. */
   get(input: { appId: string; openid: string; templateId: string; scene: number }): Promise<Grant | null>;
   /** Grants in state available (and notification credits > 0) filtered, paged by an opaque cursor. */
-  listAvailable(input: { appId: string; openid?: string; templateId?: string; cursor?: string; limit?: number }): Promise<Page<Grant>>;
+  listAvailable(input: {
+    appId: string;
+    openid?: string;
+    templateId?: string;
+    cursor?: string;
+    limit?: number;
+  }): Promise<Page<Grant>>;
   /** Refusal count for statistics. */
   countRefusals(input: { appId: string; templateId?: string }): Promise<number>;
   /** Adds `count` notification credits (popup accept). */
-  addNotificationCredits(input: { appId: string; openid: string; templateId: string; count: number; longTerm?: boolean; now: number }): Promise<NotificationCredit>;
+  addNotificationCredits(input: {
+    appId: string;
+    openid: string;
+    templateId: string;
+    count: number;
+    longTerm?: boolean;
+    now: number;
+  }): Promise<NotificationCredit>;
   /** Sets notification credits to zero and clears long-term (change event reject / 43101). */
-  clearNotificationCredits(input: { appId: string; openid: string; templateId: string; now: number }): Promise<void>;
+  clearNotificationCredits(input: {
+    appId: string;
+    openid: string;
+    templateId: string;
+    now: number;
+  }): Promise<void>;
   /** Current notification credits, or null. */
-  getNotificationCredit(input: { appId: string; openid: string; templateId: string }): Promise<NotificationCredit | null>;
+  getNotificationCredit(input: {
+    appId: string;
+    openid: string;
+    templateId: string;
+  }): Promise<NotificationCredit | null>;
+  /** Every grant row (any state) and credit row of one user, for holdings summaries and `scene=auto`. (added by the store helper) */
+  listForUser(input: {
+    appId: string;
+    openid: string;
+    templateId?: string;
+  }): Promise<{ grants: Grant[]; credits: NotificationCredit[] }>;
 }
 
 /** The outbox and campaigns. */
@@ -219,13 +294,23 @@ export interface OutboxRepo {
    * with status `sending` and attempts incremented. Uses FOR UPDATE SKIP LOCKED on PostgreSQL.
    * `appIds`, when given, restricts to those apps; `excludeAppIds` skips paused apps.
    */
-  claim(input: { owner: string; limit: number; leaseMs: number; now: number; excludeAppIds?: string[] }): Promise<OutboxMessage[]>;
+  claim(input: {
+    owner: string;
+    limit: number;
+    leaseMs: number;
+    now: number;
+    excludeAppIds?: string[];
+  }): Promise<OutboxMessage[]>;
   /**
    * Records an attempt's outcome if `owner` still holds the lease; applies the grant effect in the same
    * transaction (sent → consume, failed/release → grant back to available or credit back, failed/revoke → revoke).
    * Returns false when the lease was lost (another owner took the message).
    */
   complete(input: { id: string; owner: string; outcome: AttemptOutcome; now: number }): Promise<boolean>;
+  /** {@link OutboxRepo.complete} for many messages in one transaction; result i says whether item i was recorded. (added by the store helper) */
+  completeMany(
+    items: { id: string; owner: string; outcome: AttemptOutcome; now: number }[],
+  ): Promise<boolean[]>;
   /** Extends the lease of messages still being worked on. */
   extendLease(input: { ids: string[]; owner: string; leaseUntil: number }): Promise<void>;
   /** One message. */
@@ -236,7 +321,9 @@ export interface OutboxRepo {
   countMessages(filter: { appId?: string; campaignId?: string }): Promise<CampaignStats>;
 
   /** Creates a campaign in state `enqueuing`. */
-  createCampaign(input: Omit<Campaign, 'id' | 'status' | 'createdAt' | 'updatedAt'> & { now: number }): Promise<Campaign>;
+  createCampaign(
+    input: Omit<Campaign, 'id' | 'status' | 'createdAt' | 'updatedAt'> & { now: number },
+  ): Promise<Campaign>;
   /**
    * Enqueues the next batch (server-side INSERT … SELECT) of one message per holder of an available grant
    * matching the campaign, reserving each grant. Returns how many were enqueued; 0 when done (then the

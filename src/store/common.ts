@@ -1,0 +1,242 @@
+// Engine-neutral pieces shared by the SQLite and PostgreSQL stores: ids, cursors, outcome effects, row mapping.
+import { randomBytes } from 'node:crypto';
+import { AppError } from '../errors.js';
+import type { AttemptOutcome, Campaign, Grant, GrantState, MessageKind, MessageStatus, NotificationCredit, OutboxMessage } from './store.js';
+
+/** A generator of unique, time-sortable ids. */
+export type IdGenerator = () => string;
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+/**
+ * Creates a ULID-like id generator: 10 chars of millisecond time + 16 random chars (Crockford base32,
+ * 26 chars). Ids from one generator are strictly increasing, also within one millisecond, so they order
+ * rows by creation and serve as cursors.
+ * @param now clock in ms (default `Date.now`)
+ * @example const ids = createIdGenerator(); ids() // '01JH5X9Q2M7T4K3N8P6R2S1V0W'
+ */
+export function createIdGenerator(now: () => number = Date.now): IdGenerator {
+  let lastTime = -1;
+  let lastRandom: number[] = [];
+  return () => {
+    const t = Math.max(now(), lastTime);
+    let rand: number[];
+    if (t === lastTime) {
+      // Same millisecond: increment the previous random part so ids stay strictly increasing.
+      rand = [...lastRandom];
+      for (let i = rand.length - 1; i >= 0; i--) {
+        const v = (rand[i] as number) + 1;
+        if (v < 32) {
+          rand[i] = v;
+          break;
+        }
+        rand[i] = 0;
+      }
+    } else {
+      const bytes = randomBytes(16);
+      rand = Array.from(bytes, (b) => b & 31);
+      // Leave headroom so increments within one millisecond never overflow.
+      rand[0] = (rand[0] as number) & 15;
+    }
+    lastTime = t;
+    lastRandom = rand;
+    let time = '';
+    let rest = t;
+    for (let i = 0; i < 10; i++) {
+      time = CROCKFORD[rest % 32] + time;
+      rest = Math.floor(rest / 32);
+    }
+    return time + rand.map((v) => CROCKFORD[v]).join('');
+  };
+}
+
+/** Encodes a listing position as an opaque cursor. */
+export function encodeCursor(kind: string, key: string): string {
+  return Buffer.from(`${kind}:${key}`, 'utf8').toString('base64url');
+}
+
+/** Decodes a cursor made by {@link encodeCursor}; throws STORE_INVALID_CURSOR on anything else. */
+export function decodeCursor(kind: string, cursor: string | undefined): string | null {
+  if (cursor === undefined || cursor === '') return null;
+  const raw = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  if (!raw.startsWith(`${kind}:`) || raw.length === kind.length + 1) {
+    throw new AppError('STORE_INVALID_CURSOR', { details: { cursor: cursor.slice(0, 64) } });
+  }
+  return raw.slice(kind.length + 1);
+}
+
+/** Clamps a page size. @default 50, at most 1000 */
+export function pageLimit(limit: number | undefined): number {
+  if (limit === undefined || !Number.isFinite(limit)) return 50;
+  return Math.min(1000, Math.max(1, Math.floor(limit)));
+}
+
+/** What an attempt outcome does to the message's grant (one-time) or credit (notification). */
+export type GrantEffect = 'consume' | 'release' | 'revoke' | 'none';
+
+/**
+ * Maps an outcome to the grant effect. `sent` consumes. `failed/release` gives the send right back,
+ * `failed/revoke` revokes it. `failed/keep` and `unknown` also consume: WeChat may have used the right,
+ * and a new confirm re-opens the grant anyway, so a stuck `reserved` row would only block that scene.
+ * `retry` keeps the reservation.
+ */
+export function grantEffect(outcome: AttemptOutcome): GrantEffect {
+  switch (outcome.status) {
+    case 'sent':
+    case 'unknown':
+      return 'consume';
+    case 'failed':
+      return outcome.grant === 'release' ? 'release' : outcome.grant === 'revoke' ? 'revoke' : 'consume';
+    case 'retry':
+      return 'none';
+  }
+}
+
+/** Column values a completed attempt writes to the message row. */
+export type CompletionColumns = {
+  status: MessageStatus;
+  nextAttemptAt: number | null;
+  lastErrcode: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  msgid: string | null;
+  sentAt: number | null;
+};
+
+/** The message columns an outcome sets. */
+export function completionColumns(outcome: AttemptOutcome, now: number): CompletionColumns {
+  switch (outcome.status) {
+    case 'sent':
+      return {
+        status: 'sent',
+        nextAttemptAt: null,
+        lastErrcode: outcome.lastErrcode ?? null,
+        errorCode: outcome.errorCode ?? null,
+        errorMessage: null,
+        msgid: outcome.msgid ?? null,
+        sentAt: now,
+      };
+    case 'failed':
+    case 'unknown':
+      return {
+        status: outcome.status,
+        nextAttemptAt: null,
+        lastErrcode: outcome.lastErrcode ?? null,
+        errorCode: outcome.errorCode,
+        errorMessage: outcome.errorMessage,
+        msgid: null,
+        sentAt: null,
+      };
+    case 'retry':
+      return {
+        status: 'queued',
+        nextAttemptAt: outcome.nextAttemptAt,
+        lastErrcode: outcome.lastErrcode ?? null,
+        errorCode: outcome.errorCode,
+        errorMessage: outcome.errorMessage,
+        msgid: null,
+        sentAt: null,
+      };
+  }
+}
+
+/** Normalised scene filter of a campaign. */
+export type SceneFilter = Campaign['sceneFilter'];
+
+/** True when `scene` passes a campaign's scene filter. */
+export function sceneMatches(filter: SceneFilter, scene: number): boolean {
+  if (filter === null) return true;
+  if (filter.min !== undefined && scene < filter.min) return false;
+  if (filter.max !== undefined && scene > filter.max) return false;
+  if (filter.scenes !== undefined && !filter.scenes.includes(scene)) return false;
+  return true;
+}
+
+/** Default error text of a message whose lease expired while sending. */
+export const LEASE_EXPIRED_MESSAGE = 'The sender lost its lease while sending; the outcome is unknown';
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+const json = <T>(v: unknown): T => (typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
+
+/** A raw row as both drivers return it (snake_case columns; PG bigints arrive as strings). */
+export type Row = Record<string, unknown>;
+
+/** Maps a grants row. */
+export function toGrant(r: Row): Grant {
+  return {
+    id: String(r.id),
+    appId: String(r.app_id),
+    openid: String(r.openid),
+    templateId: String(r.template_id),
+    scene: num(r.scene),
+    state: r.state as GrantState,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    confirmedAt: num(r.confirmed_at),
+    closedAt: numOrNull(r.closed_at),
+  };
+}
+
+/** Maps a notification_credits row. */
+export function toCredit(r: Row): NotificationCredit {
+  return {
+    appId: String(r.app_id),
+    openid: String(r.openid),
+    templateId: String(r.template_id),
+    available: num(r.available),
+    reserved: num(r.reserved),
+    longTerm: r.long_term === true || r.long_term === 1,
+    updatedAt: num(r.updated_at),
+  };
+}
+
+/** Maps a messages row. */
+export function toMessage(r: Row): OutboxMessage {
+  return {
+    id: String(r.id),
+    appId: String(r.app_id),
+    kind: r.kind as MessageKind,
+    openid: String(r.openid),
+    templateId: String(r.template_id),
+    scene: numOrNull(r.scene),
+    grantId: strOrNull(r.grant_id),
+    payload: json(r.payload),
+    status: r.status as MessageStatus,
+    attempts: num(r.attempts),
+    nextAttemptAt: num(r.next_attempt_at),
+    leaseOwner: strOrNull(r.lease_owner),
+    leaseUntil: numOrNull(r.lease_until),
+    lastErrcode: numOrNull(r.last_errcode),
+    errorCode: strOrNull(r.error_code),
+    errorMessage: strOrNull(r.error_message),
+    msgid: strOrNull(r.msgid),
+    campaignId: strOrNull(r.campaign_id),
+    idempotencyKey: strOrNull(r.idempotency_key),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    sentAt: numOrNull(r.sent_at),
+  };
+}
+
+/** Maps a campaigns row. */
+export function toCampaign(r: Row): Campaign {
+  return {
+    id: String(r.id),
+    appId: String(r.app_id),
+    name: String(r.name),
+    kind: r.kind as MessageKind,
+    templateId: String(r.template_id),
+    sceneFilter: r.scene_filter === null || r.scene_filter === undefined ? null : json(r.scene_filter),
+    payload: json(r.payload),
+    status: r.status as Campaign['status'],
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+/** Empty campaign counters. */
+export function emptyStats(): { total: number; queued: number; sending: number; sent: number; failed: number; unknown: number; cancelled: number } {
+  return { total: 0, queued: 0, sending: 0, sent: 0, failed: 0, unknown: 0, cancelled: 0 };
+}
