@@ -1,0 +1,213 @@
+// `wxsub serve` and the service composition root: config → store (migrated) → token store → SDK client → HTTP app + in-process dispatcher.
+import { dirname } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { Logger as PinoLogger } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { configFromEnv, type ConfigFlags, type ServiceConfig } from '../config/schema.js';
+import type { Store } from '../store/store.js';
+import type { Clock } from '../util/clock.js';
+import type { TokenStore } from '../wechat/token-store.js';
+import { errcodeInfo } from '../wechat/errcodes.js';
+import { createCliLogger } from './logger.js';
+import { runUntilSignal } from './shutdown.js';
+
+/** Dependencies of {@link startService}. */
+export type StartServiceDeps = {
+  /** pino logger (already redacting). @default createCliLogger({ level: config.logLevel }) */
+  logger?: PinoLogger;
+  /** @default systemClock */
+  clock?: Clock;
+  /** fetch the SDK uses to reach WeChat. @default the SDK's undici pool */
+  fetch?: typeof fetch;
+};
+
+/** A running service. */
+export type RunningService = {
+  /** Base URL it listens on, e.g. `http://127.0.0.1:3000`. */
+  url: string;
+  app: FastifyInstance;
+  store: Store;
+  config: ServiceConfig;
+  /** Stops the dispatcher, the HTTP server, the SDK and the stores, in that order. */
+  close(): Promise<void>;
+};
+
+/** Where the service keeps data: PostgreSQL when `databaseUrl` is set, else the SQLite file. */
+export function databaseTarget(config: ServiceConfig): string {
+  return config.databaseUrl !== '' ? config.databaseUrl : config.sqlitePath;
+}
+
+/** Opens the store for `config` (creating the SQLite folder) without migrating. */
+export async function openStore(config: ServiceConfig, clock?: Clock): Promise<Store> {
+  const { createStore } = await import('../store/index.js');
+  if (config.databaseUrl === '') mkdirSync(dirname(config.sqlitePath), { recursive: true });
+  return createStore(databaseTarget(config), {
+    defaultSqlitePath: config.sqlitePath,
+    ...(clock === undefined ? {} : { clock }),
+  });
+}
+
+/** Wraps `store` so that `close()` also releases `extra` (a client the CLI opened for it). */
+function owning(store: TokenStore, extra: () => Promise<void>): TokenStore {
+  return {
+    get: (key) => store.get(key),
+    tryAcquireLease: (key, owner, ttlMs, now) => store.tryAcquireLease(key, owner, ttlMs, now),
+    releaseLease: (key, owner) => store.releaseLease(key, owner),
+    put: (key, token) => store.put(key, token),
+    invalidate: (key, value) => store.invalidate(key, value),
+    reserveForceRefresh: (key, now, budget) => store.reserveForceRefresh(key, now, budget),
+    async close() {
+      await store.close();
+      await extra();
+    },
+  };
+}
+
+/** Opens the token store: Redis when `redisUrl` is set, else PostgreSQL with `databaseUrl`, else a table in the SQLite file. */
+export async function openTokenStore(config: ServiceConfig): Promise<TokenStore> {
+  if (config.redisUrl !== '') {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2 });
+    const { createRedisTokenStore } = await import('../wechat/token-stores/redis.js');
+    return owning(createRedisTokenStore(redis), async () => {
+      redis.disconnect();
+    });
+  }
+  if (config.databaseUrl !== '') {
+    const { default: pg } = await import('pg');
+    const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
+    const { createPostgresTokenStore } = await import('../wechat/token-stores/postgres.js');
+    return owning(createPostgresTokenStore(pool), () => pool.end());
+  }
+  const { createSqliteTokenStore } = await import('../wechat/token-stores/sqlite.js');
+  mkdirSync(dirname(config.sqlitePath), { recursive: true });
+  return createSqliteTokenStore(config.sqlitePath);
+}
+
+/** Builds the SDK client for the configured account. */
+export async function openWeChatClient(
+  config: ServiceConfig,
+  deps: { tokenStore: TokenStore; logger: PinoLogger; clock?: Clock; fetch?: typeof fetch },
+) {
+  const { createWeChatClient } = await import('../wechat/index.js');
+  return createWeChatClient(
+    {
+      tokenStore: deps.tokenStore,
+      logger: deps.logger.child({ component: 'wechat' }),
+      ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+      ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+    },
+    {
+      appId: config.wechat.appId,
+      secret: config.wechat.appSecret,
+      tokenMode: config.wechat.tokenMode,
+      ...(config.wechat.baseUrl === '' ? {} : { baseUrl: config.wechat.baseUrl }),
+    },
+  );
+}
+
+/**
+ * Composes and starts the whole service in this process: opens and migrates the store, builds the token
+ * store and SDK client, the Fastify app and the dispatcher, listens on `config.host:config.port`.
+ * @example const svc = await startService(parseConfig({ port: 0, wechat: { appId, appSecret, baseUrl } })); await svc.close();
+ */
+export async function startService(
+  config: ServiceConfig,
+  deps: StartServiceDeps = {},
+): Promise<RunningService> {
+  const logger = deps.logger ?? createCliLogger({ level: config.logLevel });
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        logger.error({ err }, 'error while shutting down');
+      }
+    }
+  };
+  try {
+    const store = await openStore(config, deps.clock);
+    closers.push(() => store.close());
+    const applied = await store.migrate();
+    if (applied > 0) logger.info({ applied }, 'migrations applied');
+
+    const tokenStore = await openTokenStore(config);
+    closers.push(() => tokenStore.close());
+    const wechat = await openWeChatClient(config, { tokenStore, logger, ...pick(deps) });
+    closers.push(() => wechat.close());
+
+    const { createServiceApp } = await import('../http/app.js');
+    const app = await createServiceApp(
+      {
+        store,
+        wechat,
+        logger: logger.child({ component: 'http' }),
+        ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+      },
+      config,
+    );
+    closers.push(() => app.close());
+
+    const rateLimiter = await openRateLimiter(config, closers);
+    const { createDispatcher } = await import('../delivery/dispatcher.js');
+    const dispatcher = createDispatcher(
+      {
+        store,
+        wechat: () => wechat,
+        logger: logger.child({ component: 'dispatcher' }),
+        rateLimiter,
+        errcodeAction: (c) => errcodeInfo(c).action,
+        ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+      },
+      config.delivery,
+    );
+
+    await app.listen({ port: config.port, host: config.host });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    dispatcher.start();
+    closers.push(() => Promise.resolve(dispatcher.stop()));
+    logger.info({ url, engine: store.engine }, 'wxsub service listening');
+    return { url, app, store, config, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function pick(deps: StartServiceDeps): { clock?: Clock; fetch?: typeof fetch } {
+  return {
+    ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+    ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+  };
+}
+
+/** The dispatcher's limiter: shared in Redis when `redisUrl` is set, else in memory. */
+async function openRateLimiter(config: ServiceConfig, closers: (() => Promise<void>)[]) {
+  const opts = { ratePerSecond: config.delivery.ratePerSecond };
+  if (config.redisUrl !== '') {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 });
+    closers.push(async () => {
+      redis.disconnect();
+    });
+    const { createRedisRateLimiter } = await import('../delivery/rate-limit/redis.js');
+    return createRedisRateLimiter(redis, opts);
+  }
+  const { createMemoryRateLimiter } = await import('../delivery/rate-limit/memory.js');
+  return createMemoryRateLimiter(opts);
+}
+
+/** `wxsub serve`: builds the config from env + flags, starts the service, prints its URL, runs until Ctrl-C. */
+export async function runServe(env: NodeJS.ProcessEnv, flags: ConfigFlags): Promise<void> {
+  const config = configFromEnv(env, flags);
+  const logger = createCliLogger({ level: config.logLevel });
+  if (config.wechat.appId === '' || config.wechat.appSecret === '') {
+    logger.warn('WXSUB_WECHAT_APP_ID / WXSUB_WECHAT_APP_SECRET are not set: sends will fail until they are');
+  }
+  const svc = await startService(config, { logger });
+  console.log(`wxsub service listening on ${svc.url}`);
+  await runUntilSignal(() => svc.close(), { onSignal: (s) => logger.info({ signal: s }, 'shutting down') });
+}
