@@ -1,0 +1,233 @@
+// The one-time consent `reserved` token: signed, expiring, single-use, [A-Za-z0-9] only, fixed 70 characters.
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { ErrorCode } from '../errors.js';
+
+/*
+ * Layout (49 bytes before base62, 70 characters after):
+ *   version (1) | nonce (12) | expiry, unix seconds (4, BE) | scene (2, BE) | appTemplate (6) | context (8) | mac (16)
+ * appTemplate = SHA-256(appId \0 templateId)[0..6)  → tells a cross-template/app callback apart from a forgery
+ * context     = HMAC(cookieKey, "ctx" \0 cookieSecret \0 next)[0..8) → ties the link to the cookie set on the browser
+ * mac         = HMAC-SHA256(tokenKey, bytes[0..33))[0..16)
+ */
+const VERSION = 1;
+const NONCE_LEN = 12;
+const APP_TPL_LEN = 6;
+const CONTEXT_LEN = 8;
+const MAC_LEN = 16;
+const BODY_LEN = 1 + NONCE_LEN + 4 + 2 + APP_TPL_LEN + CONTEXT_LEN;
+const RAW_LEN = BODY_LEN + MAC_LEN;
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+// base62 in fixed chunks: 5 bytes (40 bits) ↔ 7 characters (62^7 > 2^40). Plain float arithmetic, no BigInt,
+// and one spelling per value because every chunk must stay below 2^40.
+const CHUNK_BYTES = 5;
+const CHUNK_CHARS = 7;
+const CHUNK_LIMIT = 2 ** 40;
+/** Length of every token: 49 bytes padded to 50, in 7-character chunks. */
+export const RESERVED_TOKEN_LENGTH = Math.ceil(RAW_LEN / CHUNK_BYTES) * CHUNK_CHARS;
+/** WeChat's limit on `reserved` (and ours on any token we accept). */
+export const RESERVED_MAX_LENGTH = 128;
+/** Highest scene WeChat accepts. */
+export const MAX_SCENE = 10_000;
+
+const RESERVED_RE = /^[A-Za-z0-9]{1,128}$/;
+const DIGIT = new Int8Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) DIGIT[ALPHABET.charCodeAt(i)] = i;
+
+/** Encodes bytes as base62, 7 characters per 5 bytes (the last chunk zero-padded). */
+export function base62Encode(bytes: Uint8Array): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i += CHUNK_BYTES) {
+    let n = 0;
+    for (let j = 0; j < CHUNK_BYTES; j++) n = n * 256 + (bytes[i + j] ?? 0);
+    let chunk = '';
+    for (let k = 0; k < CHUNK_CHARS; k++) {
+      chunk = ALPHABET[n % 62] + chunk;
+      n = Math.floor(n / 62);
+    }
+    out += chunk;
+  }
+  return out;
+}
+
+/** Decodes {@link base62Encode} output into `length` bytes; null for any other text (so one spelling per value). */
+export function base62Decode(text: string, length: number): Uint8Array | null {
+  if (text.length !== Math.ceil(length / CHUNK_BYTES) * CHUNK_CHARS) return null;
+  const out = new Uint8Array(Math.ceil(length / CHUNK_BYTES) * CHUNK_BYTES);
+  for (let c = 0; c < text.length / CHUNK_CHARS; c++) {
+    let n = 0;
+    for (let k = 0; k < CHUNK_CHARS; k++) {
+      const code = text.charCodeAt(c * CHUNK_CHARS + k);
+      const d = code < 128 ? (DIGIT[code] as number) : -1;
+      if (d < 0) return null;
+      n = n * 62 + d;
+    }
+    if (n >= CHUNK_LIMIT) return null;
+    for (let j = CHUNK_BYTES - 1; j >= 0; j--) {
+      out[c * CHUNK_BYTES + j] = n % 256;
+      n = Math.floor(n / 256);
+    }
+  }
+  for (let i = length; i < out.length; i++) if (out[i] !== 0) return null;
+  return out.subarray(0, length);
+}
+
+/** The two keys derived from the configured consent secret (one per purpose). */
+export type ConsentKeys = { token: Buffer; cookie: Buffer };
+
+/** Derives the token and cookie keys from the service's consent secret. */
+export function deriveConsentKeys(secret: string | Uint8Array): ConsentKeys {
+  const h = (label: string) => createHmac('sha256', secret).update(label).digest();
+  return { token: h('wxsub/reserved/v1'), cookie: h('wxsub/consent-cookie/v1') };
+}
+
+function appTemplateHash(appId: string, templateId: string): Buffer {
+  return createHash('sha256').update(`${appId}\0${templateId}`).digest().subarray(0, APP_TPL_LEN);
+}
+
+function contextHash(keys: ConsentKeys, cookieSecret: string, next: string): Buffer {
+  return createHmac('sha256', keys.cookie)
+    .update(`ctx\0${cookieSecret}\0${next}`)
+    .digest()
+    .subarray(0, CONTEXT_LEN);
+}
+
+function mac(keys: ConsentKeys, body: Uint8Array): Buffer {
+  return createHmac('sha256', keys.token).update(body).digest().subarray(0, MAC_LEN);
+}
+
+/** What a token binds. */
+export type ReservedBinding = {
+  appId: string;
+  templateId: string;
+  /** 0..10000 */
+  scene: number;
+  /** Where the browser goes after the callback ('' = nowhere). Kept server-side in the cookie, only hashed here. */
+  next: string;
+  /** Random value stored in the consent cookie of the browser that started the flow. */
+  cookieSecret: string;
+};
+
+/** A signed token and its id. */
+export type SignedReserved = {
+  token: string;
+  /** base62 nonce: the single-use id (store.nonces.use). */
+  nonce: string;
+  /** ms since the epoch */
+  expiresAt: number;
+};
+
+/**
+ * Signs a `reserved` token.
+ * @param ttlMs lifetime; @param now ms since the epoch; @param nonce 12 random bytes (injectable for tests)
+ * @example signReserved(keys, { appId, templateId, scene: 7, next, cookieSecret }, { now: clock.now(), ttlMs: 600_000 })
+ */
+export function signReserved(
+  keys: ConsentKeys,
+  binding: ReservedBinding,
+  opts: { now: number; ttlMs: number; nonce?: Uint8Array },
+): SignedReserved {
+  if (!Number.isInteger(binding.scene) || binding.scene < 0 || binding.scene > MAX_SCENE) {
+    throw new RangeError('scene must be an integer 0..10000');
+  }
+  const nonce = opts.nonce ?? randomBytes(NONCE_LEN);
+  if (nonce.length !== NONCE_LEN) throw new RangeError(`nonce must be ${NONCE_LEN} bytes`);
+  const expSeconds = Math.ceil((opts.now + opts.ttlMs) / 1000);
+  const body = Buffer.alloc(BODY_LEN);
+  let o = 0;
+  body.writeUInt8(VERSION, o);
+  o += 1;
+  body.set(nonce, o);
+  o += NONCE_LEN;
+  body.writeUInt32BE(expSeconds, o);
+  o += 4;
+  body.writeUInt16BE(binding.scene, o);
+  o += 2;
+  body.set(appTemplateHash(binding.appId, binding.templateId), o);
+  o += APP_TPL_LEN;
+  body.set(contextHash(keys, binding.cookieSecret, binding.next), o);
+  const raw = Buffer.concat([body, mac(keys, body)]);
+  return {
+    token: base62Encode(raw),
+    nonce: base62Encode(nonce),
+    expiresAt: expSeconds * 1000,
+  };
+}
+
+/** The decoded, authenticated content of a token. */
+export type ReservedClaims = {
+  version: number;
+  nonce: string;
+  expiresAt: number;
+  scene: number;
+  appTemplate: Buffer;
+  context: Buffer;
+};
+
+/** Result of {@link verifyReserved} / {@link checkReserved}. */
+export type ReservedCheck =
+  { ok: true; claims: ReservedClaims } | { ok: false; code: ErrorCode; claims?: ReservedClaims };
+
+/**
+ * Checks shape and signature only (no expiry, no binding). `CONSENT_RESERVED_MALFORMED` for anything that
+ * is not 1..128 [A-Za-z0-9] characters of our fixed length, `CONSENT_RESERVED_FORGED` for a bad signature.
+ */
+export function verifyReserved(keys: ConsentKeys, token: unknown): ReservedCheck {
+  if (typeof token !== 'string' || !RESERVED_RE.test(token))
+    return { ok: false, code: 'CONSENT_RESERVED_MALFORMED' };
+  if (token.length !== RESERVED_TOKEN_LENGTH) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
+  const raw = base62Decode(token, RAW_LEN);
+  if (raw === null) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
+  const body = raw.subarray(0, BODY_LEN);
+  const given = Buffer.from(raw.subarray(BODY_LEN));
+  if (!timingSafeEqual(mac(keys, body), given)) {
+    return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
+  }
+  const b = Buffer.from(body);
+  const version = b.readUInt8(0);
+  if (version !== VERSION) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
+  let o = 1;
+  const nonce = base62Encode(b.subarray(o, o + NONCE_LEN));
+  o += NONCE_LEN;
+  const expiresAt = b.readUInt32BE(o) * 1000;
+  o += 4;
+  const scene = b.readUInt16BE(o);
+  o += 2;
+  const appTemplate = b.subarray(o, o + APP_TPL_LEN);
+  o += APP_TPL_LEN;
+  const context = b.subarray(o, o + CONTEXT_LEN);
+  return { ok: true, claims: { version, nonce, expiresAt, scene, appTemplate, context } };
+}
+
+/**
+ * Full check of a token against the callback and the browser's cookie, in a fixed order:
+ * malformed → forged → expired → app/template → scene → cookie. (Single use is the caller's last step:
+ * `store.nonces.use(claims.nonce)`, so a rejected attempt never burns a valid link.)
+ * @param expected.cookieSecret/next from the verified consent cookie, or null when the browser sent none
+ */
+export function checkReserved(
+  keys: ConsentKeys,
+  token: unknown,
+  expected: {
+    appId: string;
+    templateId: string;
+    scene: number;
+    cookie: { cookieSecret: string; next: string } | null;
+    now: number;
+  },
+): ReservedCheck {
+  const v = verifyReserved(keys, token);
+  if (!v.ok) return v;
+  const { claims } = v;
+  if (expected.now >= claims.expiresAt) return { ok: false, code: 'CONSENT_RESERVED_EXPIRED', claims };
+  if (!timingSafeEqual(claims.appTemplate, appTemplateHash(expected.appId, expected.templateId))) {
+    return { ok: false, code: 'CONSENT_BINDING_MISMATCH', claims };
+  }
+  if (claims.scene !== expected.scene) return { ok: false, code: 'CONSENT_SCENE_MISMATCH', claims };
+  if (expected.cookie === null) return { ok: false, code: 'CONSENT_COOKIE_MISSING', claims };
+  if (
+    !timingSafeEqual(claims.context, contextHash(keys, expected.cookie.cookieSecret, expected.cookie.next))
+  ) {
+    return { ok: false, code: 'CONSENT_COOKIE_MISMATCH', claims };
+  }
+  return { ok: true, claims };
+}

@@ -1,0 +1,458 @@
+// In-memory tests of the service app (app.inject) on a real SQLite file: errors, auth, consent flow and its attacks, send API.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/schema.js';
+import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { ManualClock } from '../util/clock.js';
+import { createApiKey } from './api-keys.js';
+import { createServiceApp } from './app.js';
+
+const APP_ID = 'wxtestapp';
+const SECRET = 's'.repeat(40);
+const NEXT = 'https://app.example.com/page#/orders/7?tab=1';
+
+let dir: string;
+let store: Store;
+let app: FastifyInstance;
+let clock: ManualClock;
+let key: string;
+let kicked: string[];
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'wxsub-http-'));
+  store = createSqliteStore({ path: join(dir, 'db.sqlite') });
+  await store.migrate();
+  clock = new ManualClock();
+  const config = parseConfig({
+    publicBaseUrl: 'https://svc.example.com',
+    wechat: { appId: APP_ID, baseUrl: 'http://emulator.test' },
+    consent: { secret: SECRET, nextAllowlist: ['https://app.example.com'], oneTimeTemplates: ['TPL_ONCE'] },
+    bodyLimitBytes: 64 * 1024,
+  });
+  kicked = [];
+  app = await createServiceApp(
+    { store, wechat: { appId: APP_ID }, clock, onCampaignCreated: (id) => kicked.push(id) },
+    config,
+  );
+  key = (await createApiKey(store, 'test')).key;
+});
+
+afterEach(async () => {
+  await app.close();
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const err = (r: LightMyRequestResponse) => (r.json() as { error: { code: string } }).error.code;
+
+function cookiesOf(r: LightMyRequestResponse): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of r.cookies) out[c.name] = c.value;
+  return out;
+}
+
+async function start(query: string, cookies: Record<string, string> = {}) {
+  const r = await app.inject({ method: 'GET', url: `/consent/one-time?${query}`, cookies });
+  expect(r.statusCode, r.body).toBe(302);
+  const loc = new URL(r.headers.location as string);
+  return {
+    r,
+    loc,
+    reserved: loc.searchParams.get('reserved') as string,
+    scene: loc.searchParams.get('scene') as string,
+    cookies: cookiesOf(r),
+  };
+}
+
+async function callback(q: Record<string, string>, cookies: Record<string, string>) {
+  return app.inject({ method: 'GET', url: `/consent/one-time/callback?${new URLSearchParams(q)}`, cookies });
+}
+
+const grantsOf = (openid: string) =>
+  store.grants.availableScenes({ appId: APP_ID, openid, templateId: 'TPL_ONCE' });
+
+describe('errors', () => {
+  it('answers unknown routes, bad JSON, wrong media types and large bodies with stable codes', async () => {
+    expect(err(await app.inject({ method: 'GET', url: '/nope' }))).toBe('HTTP_NOT_FOUND');
+    const auth = { authorization: `Bearer ${key}` };
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/messages',
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '{"kind":',
+    });
+    expect([bad.statusCode, err(bad)]).toEqual([400, 'HTTP_INVALID_JSON']);
+    const text = await app.inject({
+      method: 'POST',
+      url: '/v1/messages',
+      headers: { ...auth, 'content-type': 'text/plain' },
+      payload: 'hi',
+    });
+    expect([text.statusCode, err(text)]).toEqual([415, 'HTTP_UNSUPPORTED_MEDIA_TYPE']);
+    const big = await app.inject({
+      method: 'POST',
+      url: '/v1/messages',
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: JSON.stringify({ kind: 'one-time', pad: 'x'.repeat(100_000) }),
+    });
+    expect([big.statusCode, err(big)]).toEqual([413, 'HTTP_BODY_TOO_LARGE']);
+  });
+
+  it('requires a valid API key on /v1 and never echoes it', async () => {
+    expect(err(await app.inject({ method: 'GET', url: '/v1/templates' }))).toBe('AUTH_MISSING_KEY');
+    const wrong = await app.inject({
+      method: 'GET',
+      url: '/v1/templates',
+      headers: { authorization: 'Bearer wxs_' + 'A'.repeat(32) },
+    });
+    expect([wrong.statusCode, err(wrong)]).toEqual([401, 'AUTH_INVALID_KEY']);
+    expect(wrong.body).not.toContain('A'.repeat(32));
+    expect(
+      (await app.inject({ method: 'GET', url: '/v1/templates', headers: { authorization: `Bearer ${key}` } }))
+        .statusCode,
+    ).toBe(200);
+  });
+
+  it('serves health and metrics', async () => {
+    expect((await app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({
+      status: 'ok',
+      engine: 'sqlite',
+    });
+    const m = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(m.body).toContain('wxsub_http_requests_total');
+    expect(m.body).toContain('wxsub_outbox_messages');
+  });
+});
+
+describe('one-time consent', () => {
+  it('redirects to the consent page with a bound token and records a confirm once', async () => {
+    const s = await start(`template=TPL_ONCE&scene=5&next=${encodeURIComponent(NEXT)}`);
+    expect(s.loc.origin + s.loc.pathname).toBe('http://emulator.test/mp/subscribemsg');
+    expect(s.loc.hash).toBe('#wechat_redirect');
+    expect(s.loc.searchParams.get('redirect_url')).toBe('https://svc.example.com/consent/one-time/callback');
+    expect(s.reserved).toMatch(/^[A-Za-z0-9]{1,128}$/);
+    const setCookie = String(s.r.headers['set-cookie']);
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect(setCookie).toMatch(/SameSite=Lax/);
+    expect(setCookie).toMatch(/Path=\/consent/);
+
+    const cb = await callback(
+      { openid: 'oA', template_id: 'TPL_ONCE', action: 'confirm', scene: '5', reserved: s.reserved },
+      s.cookies,
+    );
+    expect(cb.statusCode, cb.body).toBe(302);
+    expect(cb.headers.location).toBe(
+      'https://app.example.com/page?wxsub_outcome=confirmed&scene=5#/orders/7?tab=1',
+    );
+    expect(await grantsOf('oA')).toEqual([5]);
+
+    const replay = await callback(
+      { openid: 'oA', template_id: 'TPL_ONCE', action: 'confirm', scene: '5', reserved: s.reserved },
+      s.cookies,
+    );
+    expect([replay.statusCode, err(replay)]).toEqual([409, 'CONSENT_RESERVED_REPLAYED']);
+    // a second link for the same scene does not stack
+    const s2 = await start(`template=TPL_ONCE&scene=5`);
+    const cb2 = await callback(
+      { openid: 'oA', template_id: 'TPL_ONCE', action: 'confirm', scene: '5', reserved: s2.reserved },
+      s2.cookies,
+    );
+    expect(cb2.json()).toMatchObject({ outcome: 'confirmed', scene: 5, created: false });
+    expect(await grantsOf('oA')).toEqual([5]);
+  });
+
+  it('scene=auto avoids scenes the returning user already holds', async () => {
+    const first = await start('template=TPL_ONCE&scene=auto');
+    const cb = await callback(
+      {
+        openid: 'oB',
+        template_id: 'TPL_ONCE',
+        action: 'confirm',
+        scene: first.scene,
+        reserved: first.reserved,
+      },
+      first.cookies,
+    );
+    const oid = cookiesOf(cb);
+    expect(oid.wxsub_oid).toBeTruthy();
+    const held = Number(first.scene);
+    for (let i = 0; i < 5; i++) {
+      const next = await start('template=TPL_ONCE&scene=auto', oid);
+      expect(Number(next.scene)).not.toBe(held);
+      const c = await callback(
+        {
+          openid: 'oB',
+          template_id: 'TPL_ONCE',
+          action: 'confirm',
+          scene: next.scene,
+          reserved: next.reserved,
+        },
+        { ...next.cookies, ...oid },
+      );
+      expect(c.statusCode).toBe(200);
+    }
+    expect((await grantsOf('oB')).length).toBe(6);
+  });
+
+  it('records a cancel without a grant', async () => {
+    const s = await start(`template=TPL_ONCE&scene=9&next=${encodeURIComponent(NEXT)}`);
+    const cb = await callback(
+      { template_id: 'TPL_ONCE', action: 'cancel', scene: '9', reserved: s.reserved },
+      s.cookies,
+    );
+    expect(cb.headers.location).toContain('wxsub_outcome=cancelled&scene=9#/orders/7');
+    expect(await store.grants.countRefusals({ appId: APP_ID })).toBe(1);
+  });
+
+  it('rejects every attack with a stable code and leaves the ledger untouched', async () => {
+    const s = await start(`template=TPL_ONCE&scene=5&next=${encodeURIComponent(NEXT)}`);
+    const base = {
+      openid: 'oV',
+      template_id: 'TPL_ONCE',
+      action: 'confirm',
+      scene: '5',
+      reserved: s.reserved,
+    };
+    const cookieName = Object.keys(s.cookies)[0] as string;
+    const other = await start('template=TPL_ONCE&scene=5');
+    const cases: [string, Record<string, string>, Record<string, string>, string][] = [
+      ['forwarded link (no cookie)', base, {}, 'CONSENT_COOKIE_MISSING'],
+      [
+        'cookie of another flow',
+        base,
+        { [cookieName]: Object.values(other.cookies)[0] as string },
+        'CONSENT_COOKIE_MISMATCH',
+      ],
+      [
+        'tampered cookie',
+        base,
+        { [cookieName]: 'x' + (s.cookies[cookieName] as string) },
+        'CONSENT_COOKIE_MISMATCH',
+      ],
+      [
+        'forged token',
+        { ...base, reserved: s.reserved.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) },
+        s.cookies,
+        'CONSENT_RESERVED_FORGED',
+      ],
+      ['cross template', { ...base, template_id: 'TPL_OTHER' }, s.cookies, 'CONSENT_BINDING_MISMATCH'],
+      ['scene mismatch', { ...base, scene: '6' }, s.cookies, 'CONSENT_SCENE_MISMATCH'],
+      ['scene out of range', { ...base, scene: '10001' }, s.cookies, 'CONSENT_SCENE_OUT_OF_RANGE'],
+      ['reserved over 128', { ...base, reserved: 'a'.repeat(129) }, s.cookies, 'CONSENT_RESERVED_MALFORMED'],
+      ['reserved bad chars', { ...base, reserved: 'abc_def' }, s.cookies, 'CONSENT_RESERVED_MALFORMED'],
+      ['confirm without openid', { ...base, openid: '' }, s.cookies, 'CONSENT_OPENID_MISSING'],
+      ['bad action', { ...base, action: 'maybe' }, s.cookies, 'CONSENT_ACTION_INVALID'],
+    ];
+    for (const [name, q, cookies, code] of cases) {
+      const r = await callback(q, cookies);
+      expect(r.statusCode, name).toBeGreaterThanOrEqual(400);
+      expect(r.statusCode, name).toBeLessThan(500);
+      expect(err(r), name).toBe(code);
+    }
+    const big = await app.inject({
+      method: 'GET',
+      url: `/consent/one-time/callback?reserved=${'a'.repeat(100_000)}`,
+    });
+    expect([big.statusCode, err(big)]).toEqual([414, 'CONSENT_QUERY_TOO_LARGE']);
+    clock.advance(600_000);
+    const late = await callback(base, s.cookies);
+    expect(err(late)).toBe('CONSENT_RESERVED_EXPIRED');
+    expect(await grantsOf('oV')).toEqual([]);
+    expect(await store.grants.countRefusals({ appId: APP_ID })).toBe(0);
+  });
+
+  it('refuses bad consent requests', async () => {
+    const code = async (q: string) => err(await app.inject({ method: 'GET', url: `/consent/one-time?${q}` }));
+    expect(await code('template=TPL_ONCE&next=https%3A%2F%2Fevil.example%2F')).toBe(
+      'CONSENT_NEXT_NOT_ALLOWED',
+    );
+    expect(await code('template=TPL_ONCE&scene=10001')).toBe('CONSENT_SCENE_OUT_OF_RANGE');
+    expect(await code('template=UNKNOWN')).toBe('CONSENT_TEMPLATE_UNKNOWN');
+    expect(await code('scene=1')).toBe('CONSENT_QUERY_INVALID');
+    expect(await code('template=TPL_ONCE&template=X')).toBe('CONSENT_QUERY_INVALID');
+  });
+});
+
+describe('send API', () => {
+  const auth = () => ({ authorization: `Bearer ${key}` });
+  const send = (payload: unknown, headers: Record<string, string> = {}) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/messages',
+      headers: { ...auth(), ...headers },
+      payload: payload as object,
+    });
+  const msg = {
+    kind: 'one-time',
+    openid: 'oS',
+    template: 'TPL_ONCE',
+    title: '到货提醒',
+    content: '您关注的商品已到货',
+  };
+
+  beforeEach(async () => {
+    const put = await app.inject({
+      method: 'PUT',
+      url: '/v1/templates/TPL_ONCE',
+      headers: auth(),
+      payload: { kind: 'one-time', title: '提醒' },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    await app.inject({
+      method: 'PUT',
+      url: '/v1/templates/TPL_N',
+      headers: auth(),
+      payload: {
+        kind: 'notification',
+        title: '会议',
+        keywords: [
+          { key: 'thing1', type: 'thing' },
+          { key: 'time2', type: 'time' },
+        ],
+      },
+    });
+  });
+
+  it('reserves the grant and enqueues once; a second send has no grant', async () => {
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 3,
+      now: clock.now(),
+    });
+    const a = await send(msg);
+    expect(a.statusCode, a.body).toBe(202);
+    const id = a.json().id as string;
+    expect(
+      (await app.inject({ method: 'GET', url: `/v1/messages/${id}`, headers: auth() })).json(),
+    ).toMatchObject({ id, status: 'queued', scene: 3 });
+    const b = await send(msg);
+    expect([b.statusCode, err(b)]).toEqual([409, 'GRANT_NOT_AVAILABLE']);
+    expect(b.json().error.details).toMatchObject({ heldScenes: [] });
+    const list = await app.inject({
+      method: 'GET',
+      url: '/v1/messages?status=queued&openid=oS',
+      headers: auth(),
+    });
+    expect(list.json().items.map((m: { id: string }) => m.id)).toEqual([id]);
+  });
+
+  it('makes retries with an Idempotency-Key safe', async () => {
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 1,
+      now: clock.now(),
+    });
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 2,
+      now: clock.now(),
+    });
+    const a = await send(msg, { 'idempotency-key': 'k1' });
+    const b = await send({ ...msg }, { 'idempotency-key': 'k1' });
+    expect(a.statusCode).toBe(202);
+    expect(b.statusCode).toBe(202);
+    expect(b.json().id).toBe(a.json().id);
+    const c = await send({ ...msg, title: '其他' }, { 'idempotency-key': 'k1' });
+    expect([c.statusCode, err(c)]).toEqual([409, 'MESSAGE_IDEMPOTENCY_CONFLICT']);
+    expect(
+      await store.grants.availableScenes({ appId: APP_ID, openid: 'oS', templateId: 'TPL_ONCE' }),
+    ).toEqual([2]);
+  });
+
+  it('rejects bad input with stable codes and enqueues nothing', async () => {
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 1,
+      now: clock.now(),
+    });
+    const cases: [unknown, number, string][] = [
+      [{ ...msg, title: '一二三四五六七八九十一二三四五六' }, 422, 'MESSAGE_INVALID'],
+      [{ ...msg, content: 'x'.repeat(201) }, 422, 'MESSAGE_INVALID'],
+      [{ ...msg, color: 'red' }, 422, 'MESSAGE_INVALID'],
+      [{ ...msg, url: 'javascript:alert(1)' }, 422, 'MESSAGE_INVALID'],
+      [{ ...msg, kind: 'other' }, 400, 'HTTP_VALIDATION_FAILED'],
+      [{ ...msg, extra: 1 }, 400, 'HTTP_VALIDATION_FAILED'],
+      [{ ...msg, scene: 10001 }, 400, 'HTTP_VALIDATION_FAILED'],
+      [{ ...msg, title: 5 }, 400, 'HTTP_VALIDATION_FAILED'],
+      [{ ...msg, template: 'NOPE' }, 422, 'MESSAGE_TEMPLATE_UNKNOWN'],
+      [{ ...msg, template: 'TPL_N' }, 422, 'MESSAGE_KIND_MISMATCH'],
+      [
+        {
+          kind: 'notification',
+          openid: 'oS',
+          template: 'TPL_N',
+          data: { thing1: { value: 'x'.repeat(21) }, time2: { value: '15:01' } },
+        },
+        422,
+        'MESSAGE_INVALID',
+      ],
+      [
+        { kind: 'notification', openid: 'oS', template: 'TPL_N', data: { thing1: { value: 'ok' } } },
+        422,
+        'MESSAGE_INVALID',
+      ],
+      [[1, 2], 400, 'HTTP_VALIDATION_FAILED'],
+    ];
+    for (const [body, status, code] of cases) {
+      const r = await send(body);
+      expect([r.statusCode, err(r)], JSON.stringify(body).slice(0, 80)).toEqual([status, code]);
+    }
+    expect((await store.outbox.countMessages({ appId: APP_ID })).total).toBe(0);
+    expect(
+      await store.grants.availableScenes({ appId: APP_ID, openid: 'oS', templateId: 'TPL_ONCE' }),
+    ).toEqual([1]);
+  });
+
+  it('lists grants and creates, reads and cancels campaigns', async () => {
+    for (const o of ['o1', 'o2'])
+      await store.grants.recordOneTime({
+        appId: APP_ID,
+        openid: o,
+        templateId: 'TPL_ONCE',
+        scene: 4,
+        now: clock.now(),
+      });
+    const g = await app.inject({ method: 'GET', url: '/v1/grants?template=TPL_ONCE', headers: auth() });
+    expect(
+      g
+        .json()
+        .oneTime.map((x: { openid: string }) => x.openid)
+        .sort(),
+    ).toEqual(['o1', 'o2']);
+    const u = await app.inject({ method: 'GET', url: '/v1/users/o1/grants', headers: auth() });
+    expect(u.json()).toMatchObject({ openid: 'o1', oneTime: [{ template: 'TPL_ONCE', scene: 4 }] });
+    const badCursor = await app.inject({ method: 'GET', url: '/v1/grants?cursor=!!', headers: auth() });
+    expect(badCursor.statusCode).toBe(400);
+
+    const c = await app.inject({
+      method: 'POST',
+      url: '/v1/campaigns',
+      headers: auth(),
+      payload: { name: 'restock', template: 'TPL_ONCE', payload: { title: '到货', content: '到货了' } },
+    });
+    expect(c.statusCode, c.body).toBe(202);
+    const id = c.json().id as string;
+    expect(kicked).toEqual([id]);
+    const got = await app.inject({ method: 'GET', url: `/v1/campaigns/${id}`, headers: auth() });
+    expect(got.json()).toMatchObject({ id, status: 'enqueuing', stats: { total: 0 } });
+    const cancel = await app.inject({ method: 'POST', url: `/v1/campaigns/${id}/cancel`, headers: auth() });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+    const again = await app.inject({ method: 'POST', url: `/v1/campaigns/${id}/cancel`, headers: auth() });
+    expect(err(again)).toBe('CAMPAIGN_NOT_CANCELLABLE');
+    expect(err(await app.inject({ method: 'GET', url: '/v1/campaigns/nope', headers: auth() }))).toBe(
+      'CAMPAIGN_NOT_FOUND',
+    );
+  });
+});

@@ -1,0 +1,197 @@
+// Request shapes (zod) of the send and campaign APIs, and WeChat's content rules (spec §1.4, §2.4, §2.5) applied locally.
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import type { NotificationPayload, OneTimePayload, TemplateRecord } from '../store/store.js';
+import { checkKeywordValue, KEYWORD_TYPES, type KeywordType } from '../wechat/validate.js';
+
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'must be 1–128 characters [A-Za-z0-9_-]');
+const miniprogram = z.strictObject({
+  appid: z.string().min(1).max(64),
+  pagepath: z.string().min(1).max(1024),
+});
+const scene = z.number().int().min(0).max(10_000);
+
+/** One-time payload fields (spec §1.4). */
+export const oneTimePayloadSchema = z.strictObject({
+  title: z.string(),
+  content: z.string(),
+  color: z.string().optional(),
+  url: z.string().optional(),
+  miniprogram: miniprogram.optional(),
+});
+
+/** Notification payload fields (spec §2.4): `data` values as `{ value }` or a plain string. */
+export const notificationPayloadSchema = z.strictObject({
+  data: z.record(z.string().max(64), z.union([z.strictObject({ value: z.string() }), z.string()])),
+  page: z.string().optional(),
+  miniprogram: miniprogram.optional(),
+});
+
+/** Body of POST /v1/messages. */
+export const sendMessageSchema = z.discriminatedUnion('kind', [
+  oneTimePayloadSchema.extend({
+    kind: z.literal('one-time'),
+    openid: id,
+    template: id,
+    /** A scene, or 'any' (default): the lowest scene the user holds. */
+    scene: z.union([scene, z.literal('any')]).optional(),
+  }),
+  notificationPayloadSchema.extend({ kind: z.literal('notification'), openid: id, template: id }),
+]);
+/** A parsed send request. */
+export type SendMessageRequest = z.output<typeof sendMessageSchema>;
+
+/** Body of POST /v1/campaigns. */
+export const createCampaignSchema = z.strictObject({
+  name: z.string().min(1).max(200),
+  template: id,
+  /** Which scenes count (one-time templates only); absent = all. */
+  scenes: z
+    .strictObject({
+      min: scene.optional(),
+      max: scene.optional(),
+      list: z.array(scene).max(10_001).optional(),
+    })
+    .optional(),
+  payload: z.union([oneTimePayloadSchema, notificationPayloadSchema]),
+});
+
+/** Body of PUT /v1/templates/:id. */
+export const putTemplateSchema = z.strictObject({
+  kind: z.enum(['one-time', 'notification']),
+  title: z.string().min(1).max(64),
+  keywords: z
+    .array(
+      z.strictObject({
+        key: z.string().regex(/^[a-z_]+\d+$/, 'must look like thing1'),
+        type: z.string().regex(/^[a-z_]+$/),
+        enumValues: z.array(z.string().min(1)).max(100).optional(),
+      }),
+    )
+    .max(20)
+    .default([]),
+  /** 2 = one-time notification, 3 = long-term (notification templates only). */
+  type: z.union([z.literal(2), z.literal(3)]).optional(),
+});
+
+/** Query of GET /v1/messages. */
+export const listMessagesQuery = z.strictObject({
+  status: z.enum(['queued', 'sending', 'sent', 'failed', 'unknown', 'cancelled']).optional(),
+  template: id.optional(),
+  openid: id.optional(),
+  campaign: z.string().max(128).optional(),
+  cursor: z.string().max(512).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+
+/** Query of GET /v1/grants. */
+export const listGrantsQuery = z.strictObject({
+  template: id.optional(),
+  openid: id.optional(),
+  cursor: z.string().max(512).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+
+type Issue = { path: string; message: string };
+
+const chars = (s: string) => [...s].length;
+const COLOR_RE = /^#[0-9A-Fa-f]{6}$/;
+
+function checkUrl(v: string | undefined, path: string, issues: Issue[]): void {
+  if (v === undefined) return;
+  let ok = v.length <= 1024 && /^https?:\/\//i.test(v);
+  if (ok) {
+    try {
+      new URL(v);
+    } catch {
+      ok = false;
+    }
+  }
+  if (!ok) issues.push({ path, message: 'must be an absolute http(s) URL of at most 1024 characters' });
+}
+
+/** Keyword value rule of one type (spec §2.5, via the SDK's checker); returns a reason or null. */
+export function keywordProblem(type: string, value: string, enumValues?: readonly string[]): string | null {
+  if ((KEYWORD_TYPES as readonly string[]).includes(type)) {
+    return (
+      checkKeywordValue(
+        type as KeywordType,
+        value,
+        enumValues && enumValues.length > 0 ? enumValues : undefined,
+      ) ?? null
+    );
+  }
+  // Types the SDK does not know: non-empty and bounded; WeChat has the last word.
+  if (value === '') return 'is empty';
+  return chars(value) <= 64 ? null : 'must be at most 64 characters';
+}
+
+/**
+ * Applies WeChat's rules to a one-time payload (title ≤ 15 chars, content ≤ 200, #RRGGBB color, http(s) url).
+ * @throws AppError MESSAGE_INVALID with `details.issues`
+ */
+export function checkOneTimePayload(p: z.output<typeof oneTimePayloadSchema>, prefix = ''): OneTimePayload {
+  const issues: Issue[] = [];
+  if (chars(p.title) < 1 || chars(p.title) > 15)
+    issues.push({ path: `${prefix}title`, message: 'must be 1–15 characters' });
+  if (chars(p.content) < 1 || chars(p.content) > 200)
+    issues.push({ path: `${prefix}content`, message: 'must be 1–200 characters' });
+  if (p.color !== undefined && !COLOR_RE.test(p.color))
+    issues.push({ path: `${prefix}color`, message: 'must be #RRGGBB' });
+  checkUrl(p.url, `${prefix}url`, issues);
+  throwIssues(issues);
+  const out: OneTimePayload = { title: p.title, content: p.content };
+  if (p.color !== undefined) out.color = p.color;
+  if (p.url !== undefined) out.url = p.url;
+  if (p.miniprogram !== undefined) out.miniprogram = p.miniprogram;
+  return out;
+}
+
+/**
+ * Applies the template's keywords (exact key set) and each keyword type's rule to a notification payload.
+ * @throws AppError MESSAGE_INVALID with `details.issues`
+ */
+export function checkNotificationPayload(
+  p: z.output<typeof notificationPayloadSchema>,
+  template: TemplateRecord,
+  prefix = '',
+): NotificationPayload {
+  const issues: Issue[] = [];
+  const data: Record<string, { value: string }> = {};
+  for (const [k, v] of Object.entries(p.data)) data[k] = { value: typeof v === 'string' ? v : v.value };
+  const keys = Object.keys(data);
+  if (keys.length === 0) issues.push({ path: `${prefix}data`, message: 'must have at least one keyword' });
+  if (template.keywords.length > 0) {
+    const known = new Map(template.keywords.map((k) => [k.key, k]));
+    for (const k of keys)
+      if (!known.has(k))
+        issues.push({ path: `${prefix}data.${k}`, message: 'is not a keyword of the template' });
+    for (const kw of template.keywords) {
+      const v = data[kw.key];
+      if (v === undefined) {
+        issues.push({ path: `${prefix}data.${kw.key}`, message: 'is missing' });
+        continue;
+      }
+      const problem = keywordProblem(kw.type, v.value, kw.enumValues);
+      if (problem) issues.push({ path: `${prefix}data.${kw.key}.value`, message: problem });
+    }
+  } else {
+    for (const k of keys) {
+      const type = /^([a-z_]+?)\d+$/.exec(k)?.[1] ?? '';
+      const problem = keywordProblem(type, (data[k] as { value: string }).value);
+      if (problem) issues.push({ path: `${prefix}data.${k}.value`, message: problem });
+    }
+  }
+  checkUrl(p.page, `${prefix}page`, issues);
+  throwIssues(issues);
+  const out: NotificationPayload = { data };
+  if (p.page !== undefined) out.page = p.page;
+  if (p.miniprogram !== undefined) out.miniprogram = p.miniprogram;
+  return out;
+}
+
+function throwIssues(issues: Issue[]): void {
+  if (issues.length === 0) return;
+  const first = issues[0] as Issue;
+  throw new AppError('MESSAGE_INVALID', { message: `${first.path} ${first.message}`, details: { issues } });
+}

@@ -1,0 +1,342 @@
+// The REST API under /v1 (API key required): templates, messages (send, idempotency), grants and campaigns.
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import { AppError } from '../errors.js';
+import type { Campaign, CampaignStats, Grant, OutboxMessage, Store, TemplateRecord } from '../store/store.js';
+import type { Clock } from '../util/clock.js';
+import { authenticate } from './api-keys.js';
+import { validationError } from './error-handler.js';
+import {
+  checkNotificationPayload,
+  checkOneTimePayload,
+  createCampaignSchema,
+  listGrantsQuery,
+  listMessagesQuery,
+  notificationPayloadSchema,
+  oneTimePayloadSchema,
+  putTemplateSchema,
+  sendMessageSchema,
+} from './message-schemas.js';
+
+/** What the /v1 routes need. */
+export type V1Deps = {
+  store: Store;
+  appId: string;
+  clock: Clock;
+  onCampaignCreated?: (id: string) => void;
+};
+
+const IDEMPOTENCY_KEY_RE = /^[\x21-\x7E]{1,255}$/;
+const PATH_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
+
+function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw validationError(r.error);
+  return r.data;
+}
+
+function pathId(request: FastifyRequest, name: string): string {
+  const v = (request.params as Record<string, string>)[name] ?? '';
+  if (!PATH_ID_RE.test(v)) {
+    throw new AppError('HTTP_VALIDATION_FAILED', {
+      message: `${name} must be 1–128 characters [A-Za-z0-9_-]`,
+      details: { field: name },
+    });
+  }
+  return v;
+}
+
+/** JSON with sorted keys: equal bodies hash equal whatever the key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The API view of an outbox message. */
+export function messageView(m: OutboxMessage) {
+  return {
+    id: m.id,
+    kind: m.kind,
+    openid: m.openid,
+    template: m.templateId,
+    scene: m.scene,
+    status: m.status,
+    attempts: m.attempts,
+    payload: m.payload,
+    lastErrcode: m.lastErrcode,
+    errorCode: m.errorCode,
+    errorMessage: m.errorMessage,
+    msgid: m.msgid,
+    campaignId: m.campaignId,
+    createdAt: iso(m.createdAt),
+    updatedAt: iso(m.updatedAt),
+    sentAt: iso(m.sentAt),
+  };
+}
+
+function grantView(g: Grant) {
+  return { openid: g.openid, template: g.templateId, scene: g.scene, confirmedAt: iso(g.confirmedAt) };
+}
+
+function templateView(t: TemplateRecord) {
+  return {
+    id: t.templateId,
+    kind: t.kind,
+    title: t.title,
+    keywords: t.keywords,
+    ...(t.type === undefined ? {} : { type: t.type }),
+  };
+}
+
+function campaignView(c: Campaign & { stats?: CampaignStats }) {
+  return {
+    id: c.id,
+    name: c.name,
+    kind: c.kind,
+    template: c.templateId,
+    scenes: c.sceneFilter,
+    status: c.status,
+    createdAt: iso(c.createdAt),
+    updatedAt: iso(c.updatedAt),
+    ...(c.stats === undefined ? {} : { stats: c.stats }),
+  };
+}
+
+/** Registers /v1/* (auth on every route). */
+export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
+  const { store, appId } = d;
+  const templateOf = async (templateId: string): Promise<TemplateRecord> => {
+    const t = await store.templates.get(appId, templateId);
+    if (t === null) throw new AppError('MESSAGE_TEMPLATE_UNKNOWN', { details: { template: templateId } });
+    return t;
+  };
+
+  void app.register(
+    async (v1) => {
+      v1.addHook('onRequest', async (request) => {
+        await authenticate(store, request);
+        const type = request.headers['content-type'];
+        // The REST API speaks JSON only; other parsers (form, text) exist for other route families.
+        if (type !== undefined && request.method !== 'GET' && !/^application\/json\s*(;|$)/i.test(type)) {
+          throw new AppError('HTTP_UNSUPPORTED_MEDIA_TYPE', { details: { expected: 'application/json' } });
+        }
+      });
+
+      v1.get('/templates', async () => ({ items: (await store.templates.list(appId)).map(templateView) }));
+
+      v1.put('/templates/:id', async (request) => {
+        const templateId = pathId(request, 'id');
+        const body = parse(putTemplateSchema, request.body);
+        if (body.kind === 'one-time' && (body.keywords.length > 0 || body.type !== undefined)) {
+          throw new AppError('HTTP_VALIDATION_FAILED', {
+            message: 'one-time templates have no keywords or type',
+            details: { field: 'keywords' },
+          });
+        }
+        const keywords = body.keywords.map((k) =>
+          k.enumValues === undefined
+            ? { key: k.key, type: k.type }
+            : { key: k.key, type: k.type, enumValues: k.enumValues },
+        );
+        const rec: TemplateRecord = { appId, templateId, kind: body.kind, title: body.title, keywords };
+        if (body.type !== undefined) rec.type = body.type;
+        await store.templates.upsert(rec);
+        return templateView(rec);
+      });
+
+      v1.post('/messages', async (request, reply) => {
+        const keyHeader = request.headers['idempotency-key'];
+        if (
+          keyHeader !== undefined &&
+          (typeof keyHeader !== 'string' || !IDEMPOTENCY_KEY_RE.test(keyHeader))
+        ) {
+          throw new AppError('HTTP_VALIDATION_FAILED', {
+            message: 'Idempotency-Key must be 1–255 visible ASCII characters',
+            details: { field: 'Idempotency-Key' },
+          });
+        }
+        const body = parse(sendMessageSchema, request.body);
+        const template = await templateOf(body.template);
+        if (template.kind !== body.kind) {
+          throw new AppError('MESSAGE_KIND_MISMATCH', {
+            details: { template: body.template, templateKind: template.kind, kind: body.kind },
+          });
+        }
+        const payload =
+          body.kind === 'one-time' ? checkOneTimePayload(body) : checkNotificationPayload(body, template);
+        const now = d.clock.now();
+        const result = await store.outbox.enqueueMessage({
+          appId,
+          kind: body.kind,
+          openid: body.openid,
+          templateId: body.template,
+          ...(body.kind === 'one-time' ? { scene: body.scene ?? 'any' } : {}),
+          payload,
+          ...(keyHeader === undefined
+            ? {}
+            : {
+                idempotencyKey: keyHeader,
+                requestHash: createHash('sha256').update(canonical(body)).digest('hex'),
+              }),
+          now,
+        });
+        if (!result.ok) {
+          if (result.reason === 'idempotency-conflict') {
+            throw new AppError('MESSAGE_IDEMPOTENCY_CONFLICT', {
+              details: { existingId: result.existingId },
+            });
+          }
+          throw new AppError('GRANT_NOT_AVAILABLE', {
+            details: {
+              openid: body.openid,
+              template: body.template,
+              heldScenes: result.heldScenes,
+              notificationCredits: result.notificationCredits,
+            },
+          });
+        }
+        if (!result.created) void reply.header('idempotent-replayed', 'true');
+        return reply.code(202).send({
+          id: result.message.id,
+          status: result.message.status,
+          message: messageView(result.message),
+        });
+      });
+
+      v1.get('/messages/:id', async (request) => {
+        const id = pathId(request, 'id');
+        const m = await store.outbox.getMessage(id);
+        if (m === null || m.appId !== appId) throw new AppError('MESSAGE_NOT_FOUND', { details: { id } });
+        return messageView(m);
+      });
+
+      v1.get('/messages', async (request) => {
+        const q = parse(listMessagesQuery, request.query);
+        const page = await store.outbox.listMessages({
+          appId,
+          ...(q.status === undefined ? {} : { status: q.status }),
+          ...(q.template === undefined ? {} : { templateId: q.template }),
+          ...(q.openid === undefined ? {} : { openid: q.openid }),
+          ...(q.campaign === undefined ? {} : { campaignId: q.campaign }),
+          ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
+          ...(q.limit === undefined ? {} : { limit: q.limit }),
+        });
+        return { items: page.items.map(messageView), nextCursor: page.nextCursor };
+      });
+
+      /** Notification credits of one user: for one template, or for every registered notification template. */
+      const creditsOf = async (openid: string, templateId?: string) => {
+        const templates =
+          templateId !== undefined
+            ? [templateId]
+            : (await store.templates.list(appId))
+                .filter((t) => t.kind === 'notification')
+                .map((t) => t.templateId);
+        const out = [];
+        for (const t of templates) {
+          const c = await store.grants.getNotificationCredit({ appId, openid, templateId: t });
+          if (c !== null && (c.available > 0 || c.longTerm)) {
+            out.push({ template: t, available: c.available, reserved: c.reserved, longTerm: c.longTerm });
+          }
+        }
+        return out;
+      };
+
+      const listGrants = async (q: z.output<typeof listGrantsQuery>) => {
+        const page = await store.grants.listAvailable({
+          appId,
+          ...(q.openid === undefined ? {} : { openid: q.openid }),
+          ...(q.template === undefined ? {} : { templateId: q.template }),
+          ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
+          ...(q.limit === undefined ? {} : { limit: q.limit }),
+        });
+        // Credits are per (openid, template) and are listed on the first page only.
+        const credits =
+          q.openid !== undefined && q.cursor === undefined ? await creditsOf(q.openid, q.template) : [];
+        return {
+          oneTime: page.items.map(grantView),
+          notificationCredits: credits,
+          nextCursor: page.nextCursor,
+        };
+      };
+
+      v1.get('/grants', async (request) => listGrants(parse(listGrantsQuery, request.query)));
+
+      v1.get('/users/:openid/grants', async (request) => {
+        const openid = pathId(request, 'openid');
+        const q = parse(listGrantsQuery.omit({ openid: true }), request.query);
+        return { openid, ...(await listGrants({ ...q, openid })) };
+      });
+
+      v1.post('/campaigns', async (request, reply) => {
+        const body = parse(createCampaignSchema, request.body);
+        const template = await templateOf(body.template);
+        let payload;
+        if (template.kind === 'one-time') {
+          const p = oneTimePayloadSchema.safeParse(body.payload);
+          if (!p.success) throw validationError(p.error);
+          payload = checkOneTimePayload(p.data, 'payload.');
+        } else {
+          const p = notificationPayloadSchema.safeParse(body.payload);
+          if (!p.success) throw validationError(p.error);
+          if (body.scenes !== undefined) {
+            throw new AppError('HTTP_VALIDATION_FAILED', {
+              message: 'scenes apply to one-time templates only',
+              details: { field: 'scenes' },
+            });
+          }
+          payload = checkNotificationPayload(p.data, template, 'payload.');
+        }
+        const s = body.scenes;
+        const sceneFilter =
+          s === undefined
+            ? null
+            : {
+                ...(s.min === undefined ? {} : { min: s.min }),
+                ...(s.max === undefined ? {} : { max: s.max }),
+                ...(s.list === undefined ? {} : { scenes: s.list }),
+              };
+        const c = await store.outbox.createCampaign({
+          appId,
+          name: body.name,
+          kind: template.kind,
+          templateId: template.templateId,
+          sceneFilter,
+          payload,
+          now: d.clock.now(),
+        });
+        d.onCampaignCreated?.(c.id);
+        return reply.code(202).send({ id: c.id, status: c.status, campaign: campaignView(c) });
+      });
+
+      const campaignOf = async (request: FastifyRequest) => {
+        const id = pathId(request, 'id');
+        const c = await store.outbox.getCampaign(id);
+        if (c === null || c.appId !== appId) throw new AppError('CAMPAIGN_NOT_FOUND', { details: { id } });
+        return c;
+      };
+
+      v1.get('/campaigns/:id', async (request) => campaignView(await campaignOf(request)));
+
+      v1.post('/campaigns/:id/cancel', async (request) => {
+        const c = await campaignOf(request);
+        if (c.status === 'done' || c.status === 'cancelled') {
+          throw new AppError('CAMPAIGN_NOT_CANCELLABLE', { details: { id: c.id, status: c.status } });
+        }
+        const cancelled = await store.outbox.cancelCampaign({ id: c.id, now: d.clock.now() });
+        return { id: c.id, cancelled, campaign: campaignView((await store.outbox.getCampaign(c.id)) ?? c) };
+      });
+    },
+    { prefix: '/v1' },
+  );
+}
