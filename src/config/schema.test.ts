@@ -89,8 +89,10 @@ describe('CONFIG_DOC', () => {
     for (const r of CONFIG_DOC) expect(r.env).toMatch(/^(WXSUB_[A-Z0-9_]+|DATABASE_URL|REDIS_URL)$/);
   });
 
-  it('is rendered verbatim in docs/config.md', () => {
+  it('is rendered verbatim in docs/config.md and the README', () => {
     const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
     expect(doc).toContain(renderConfigTable());
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(renderConfigTable());
   });
 });
