@@ -67,6 +67,56 @@ export const ERROR_CODES = {
   CONSENT_NEXT_NOT_ALLOWED: { message: 'next is not in the configured redirect allowlist', status: 400 },
   CONSENT_TEMPLATE_UNKNOWN: { message: 'The template is not a configured one-time template', status: 404 },
 
+  // DELIVERY_: outcomes the dispatcher records on outbox messages (errorCode of a message)
+  DELIVERY_CONSENT_REVOKED: {
+    message: 'WeChat refused the message (43101): the user holds no consent; the grant was revoked',
+    status: 409,
+  },
+  DELIVERY_CONFIRMED_BY_43101: {
+    message:
+      'A retry got 43101 after an earlier attempt may have reached WeChat: the earlier attempt was delivered',
+    status: 200,
+  },
+  DELIVERY_MAY_HAVE_LEFT: {
+    message:
+      'An earlier attempt may have reached WeChat; retrying (a one-time message cannot be delivered twice)',
+    status: 502,
+    retryable: true,
+  },
+  DELIVERY_WECHAT_BUSY: {
+    message: 'WeChat was busy or rate limited (-1/45011); retrying',
+    status: 502,
+    retryable: true,
+  },
+  DELIVERY_TRANSPORT: { message: 'WeChat could not be reached; retrying', status: 502, retryable: true },
+  DELIVERY_TOKEN_INVALID: {
+    message: 'The access token was rejected even after a refresh; retrying',
+    status: 502,
+    retryable: true,
+  },
+  DELIVERY_APP_PAUSED: {
+    message: 'The app reached its daily quota (45009); sending is paused until the quota resets',
+    status: 429,
+    retryable: true,
+  },
+  DELIVERY_REJECTED: {
+    message: 'WeChat rejected the message for good (e.g. 47003, 40003, 40037)',
+    status: 502,
+  },
+  DELIVERY_RETRIES_EXHAUSTED: {
+    message: 'The message failed after the maximum number of attempts',
+    status: 502,
+  },
+  DELIVERY_OUTCOME_UNKNOWN: {
+    message: 'The request may have reached WeChat but no answer came; not resent (its quota could stack)',
+    status: 504,
+  },
+  DELIVERY_RELEASED: {
+    message: 'Released unsent by a stopping dispatcher; will be sent later',
+    status: 503,
+    retryable: true,
+  },
+
   // GRANT_: the grant ledger as seen through the REST API
   GRANT_NOT_AVAILABLE: {
     message: 'The user holds no grant for this template (and scene); see details for what is held',
@@ -113,10 +163,6 @@ export const ERROR_CODES = {
   STORE_UNAVAILABLE: { message: 'The store is unavailable', status: 503, retryable: true },
   STORE_MIGRATION_FAILED: { message: 'A migration failed', status: 500 },
   STORE_INVALID_CURSOR: { message: 'The page cursor is not valid', status: 400 },
-  STORE_LEASE_EXPIRED: {
-    message: 'The sender lost its lease while sending; whether WeChat delivered the message is unknown',
-    status: 500,
-  },
   STORE_NOT_FOUND: { message: 'No such record', status: 404 },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,7 +1,16 @@
 // Engine-neutral pieces shared by the SQLite and PostgreSQL stores: ids, cursors, outcome effects, row mapping.
 import { randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
-import type { AttemptOutcome, Campaign, Grant, GrantState, MessageKind, MessageStatus, NotificationCredit, OutboxMessage } from './store.js';
+import type {
+  AttemptOutcome,
+  Campaign,
+  Grant,
+  GrantState,
+  MessageKind,
+  MessageStatus,
+  NotificationCredit,
+  OutboxMessage,
+} from './store.js';
 
 /** A generator of unique, time-sortable ids. */
 export type IdGenerator = () => string;
@@ -153,7 +162,8 @@ export function sceneMatches(filter: SceneFilter, scene: number): boolean {
 }
 
 /** Default error text of a message whose lease expired while sending. */
-export const LEASE_EXPIRED_MESSAGE = 'The sender lost its lease while sending; the outcome is unknown';
+export const LEASE_EXPIRED_MESSAGE =
+  'The sender lost its lease while sending; the request may have reached WeChat';
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
@@ -237,6 +247,14 @@ export function toCampaign(r: Row): Campaign {
 }
 
 /** Empty campaign counters. */
-export function emptyStats(): { total: number; queued: number; sending: number; sent: number; failed: number; unknown: number; cancelled: number } {
+export function emptyStats(): {
+  total: number;
+  queued: number;
+  sending: number;
+  sent: number;
+  failed: number;
+  unknown: number;
+  cancelled: number;
+} {
   return { total: 0, queued: 0, sending: 0, sent: 0, failed: 0, unknown: 0, cancelled: 0 };
 }

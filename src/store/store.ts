@@ -293,6 +293,9 @@ export interface OutboxRepo {
    * they are set `unknown` (the request may have left and their credits can stack). Returns claimed messages
    * with status `sending` and attempts incremented. Uses FOR UPDATE SKIP LOCKED on PostgreSQL.
    * `appIds`, when given, restricts to those apps; `excludeAppIds` skips paused apps.
+   * One-time messages re-claimed after an expired lease come back with `errorCode` set to
+   * 'DELIVERY_MAY_HAVE_LEFT' (persisted by the claim): the dead sender's request may have reached WeChat, so the
+   * dispatcher must treat a later 43101 as confirmation that the first attempt went through (see delivery/outcome.ts).
    */
   claim(input: {
     owner: string;
@@ -307,10 +310,16 @@ export interface OutboxRepo {
    * Returns false when the lease was lost (another owner took the message).
    */
   complete(input: { id: string; owner: string; outcome: AttemptOutcome; now: number }): Promise<boolean>;
-  /** {@link OutboxRepo.complete} for many messages in one transaction; result i says whether item i was recorded. (added by the store helper) */
-  completeMany(
-    items: { id: string; owner: string; outcome: AttemptOutcome; now: number }[],
-  ): Promise<boolean[]>;
+  /**
+   * Optional batch form of {@link OutboxRepo.complete}: records many outcomes of one owner in ONE transaction,
+   * same rules per item. Returns, per item in order, false when the lease was lost. The dispatcher uses it when
+   * present (far fewer commits per message), else falls back to `complete`.
+   */
+  completeMany?(input: {
+    owner: string;
+    items: { id: string; outcome: AttemptOutcome }[];
+    now: number;
+  }): Promise<boolean[]>;
   /** Extends the lease of messages still being worked on. */
   extendLease(input: { ids: string[]; owner: string; leaseUntil: number }): Promise<void>;
   /** One message. */

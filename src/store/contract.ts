@@ -1,0 +1,935 @@
+// The one contract suite every Store adapter must pass (run by sqlite/sqlite.test.ts and postgres/postgres.test.ts).
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isAppError } from '../errors.js';
+import type { EnqueueInput, NotificationPayload, OneTimePayload, OutboxMessage, Store } from './store.js';
+
+/** How the suite obtains a fresh, migrated, empty store for every test and disposes of it. */
+export type StoreContractOptions = {
+  /** Returns a migrated store with no rows. */
+  create: () => Promise<Store>;
+  /** Closes the store (and drops whatever `create` made). @default store.close() */
+  destroy?: (store: Store) => Promise<void>;
+};
+
+const T0 = Date.UTC(2026, 0, 1);
+const APP = 'wxapp0000000000001';
+const TPL = 'tpl-one-time';
+const NTPL = 'tpl-notify';
+const oneTimePayload: OneTimePayload = { title: 'Order shipped', content: 'Your order is on its way' };
+const notifyPayload: NotificationPayload = { data: { thing1: { value: 'hello' } } };
+
+const oneTime = (openid: string, extra: Partial<EnqueueInput> = {}): EnqueueInput => ({
+  appId: APP,
+  kind: 'one-time',
+  openid,
+  templateId: TPL,
+  scene: 'any',
+  payload: oneTimePayload,
+  now: T0,
+  ...extra,
+});
+const notification = (openid: string, extra: Partial<EnqueueInput> = {}): EnqueueInput => ({
+  appId: APP,
+  kind: 'notification',
+  openid,
+  templateId: NTPL,
+  payload: notifyPayload,
+  now: T0,
+  ...extra,
+});
+
+/**
+ * Registers the store contract tests under `describe(name)`.
+ * @example runStoreContract('sqlite', { create: async () => { const s = createSqliteStore({ path }); await s.migrate(); return s; } })
+ */
+export function runStoreContract(name: string, options: StoreContractOptions): void {
+  describe(`store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await options.create();
+    });
+    afterEach(async () => {
+      await (options.destroy ? options.destroy(store) : store.close());
+    });
+
+    const grant = (openid: string, scene: number, now = T0, templateId = TPL) =>
+      store.grants.recordOneTime({ appId: APP, openid, templateId, scene, now });
+    const getGrant = (openid: string, scene: number) =>
+      store.grants.get({ appId: APP, openid, templateId: TPL, scene });
+    const mustEnqueue = async (input: EnqueueInput) => {
+      const r = await store.outbox.enqueueMessage(input);
+      if (!r.ok) throw new Error(`enqueue failed: ${r.reason}`);
+      return r.message;
+    };
+
+    describe('migrations', () => {
+      it('re-running migrate applies nothing', async () => {
+        expect(await store.migrate()).toBe(0);
+      });
+    });
+
+    describe('one-time grants', () => {
+      it('records a confirm once; repeated confirms do not stack', async () => {
+        const a = await grant('u1', 1000);
+        expect(a.created).toBe(true);
+        expect(a.grant).toMatchObject({
+          appId: APP,
+          openid: 'u1',
+          templateId: TPL,
+          scene: 1000,
+          state: 'available',
+          closedAt: null,
+        });
+        expect(a.grant.id).toMatch(/^[0-9A-Z]{26}$/);
+        const b = await grant('u1', 1000, T0 + 5000);
+        expect(b.created).toBe(false);
+        expect(b.grant.id).toBe(a.grant.id);
+        expect(b.grant.confirmedAt).toBe(T0 + 5000);
+        expect(
+          await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 1000, now: T0 }),
+        ).toBe(true);
+        expect(
+          await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 1000, now: T0 }),
+        ).toBe(false);
+      });
+
+      it('re-opens a consumed or revoked grant as a new send right', async () => {
+        await grant('u1', 1);
+        await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 1, now: T0 + 1 });
+        expect(await getGrant('u1', 1)).toMatchObject({ state: 'consumed', closedAt: T0 + 1 });
+        const again = await grant('u1', 1, T0 + 2);
+        expect(again.created).toBe(true);
+        expect(again.grant).toMatchObject({ state: 'available', closedAt: null, confirmedAt: T0 + 2 });
+        expect(await store.grants.revoke({ appId: APP, openid: 'u1', templateId: TPL, now: T0 + 3 })).toBe(1);
+        expect((await grant('u1', 1, T0 + 4)).grant.state).toBe('available');
+      });
+
+      it('keeps a reserved grant reserved on a new confirm', async () => {
+        await grant('u1', 7);
+        await mustEnqueue(oneTime('u1', { scene: 7 }));
+        const r = await grant('u1', 7, T0 + 10);
+        expect(r.created).toBe(false);
+        expect(r.grant.state).toBe('reserved');
+      });
+
+      it('revokes every open grant of a template, or one scene', async () => {
+        await grant('u1', 1);
+        await grant('u1', 2);
+        await grant('u1', 3);
+        await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 3, now: T0 });
+        expect(
+          await store.grants.revoke({ appId: APP, openid: 'u1', templateId: TPL, scene: 1, now: T0 }),
+        ).toBe(1);
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'u1', templateId: TPL })).toEqual([
+          2,
+        ]);
+        expect(await store.grants.revoke({ appId: APP, openid: 'u1', templateId: TPL, now: T0 })).toBe(1);
+        expect(
+          await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 2, now: T0 }),
+        ).toBe(false);
+        expect((await getGrant('u1', 3))?.state).toBe('consumed');
+      });
+
+      it('lists available and known scenes, one grant, and a user’s holdings', async () => {
+        await grant('u1', 30);
+        await grant('u1', 10);
+        await grant('u1', 20);
+        await grant('u2', 5);
+        await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 20, now: T0 });
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'u1', templateId: TPL })).toEqual([
+          10, 30,
+        ]);
+        expect(await store.grants.knownScenes({ appId: APP, openid: 'u1', templateId: TPL })).toEqual([
+          10, 20, 30,
+        ]);
+        expect(await getGrant('u9', 1)).toBeNull();
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          count: 2,
+          now: T0,
+        });
+        const h = await store.grants.listForUser({ appId: APP, openid: 'u1' });
+        expect(h.grants.map((g) => [g.scene, g.state])).toEqual([
+          [10, 'available'],
+          [20, 'consumed'],
+          [30, 'available'],
+        ]);
+        expect(h.credits).toMatchObject([{ templateId: NTPL, available: 2 }]);
+        expect(
+          (await store.grants.listForUser({ appId: APP, openid: 'u1', templateId: NTPL })).grants,
+        ).toEqual([]);
+      });
+
+      it('pages available grants with an opaque cursor', async () => {
+        for (let i = 0; i < 7; i++) await grant(`p${i}`, i);
+        await store.grants.consume({ appId: APP, openid: 'p3', templateId: TPL, scene: 3, now: T0 });
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        for (let guard = 0; guard < 10; guard++) {
+          const page = await store.grants.listAvailable({
+            appId: APP,
+            templateId: TPL,
+            limit: 2,
+            ...(cursor ? { cursor } : {}),
+          });
+          seen.push(...page.items.map((g) => g.openid));
+          if (page.nextCursor === null) break;
+          cursor = page.nextCursor;
+        }
+        expect(seen.sort()).toEqual(['p0', 'p1', 'p2', 'p4', 'p5', 'p6']);
+        expect(
+          (await store.grants.listAvailable({ appId: APP, openid: 'p5' })).items.map((g) => g.scene),
+        ).toEqual([5]);
+        expect((await store.grants.listAvailable({ appId: 'other' })).items).toEqual([]);
+        await expect(store.grants.listAvailable({ appId: APP, cursor: 'not a cursor!' })).rejects.toSatisfy(
+          (e) => isAppError(e, 'STORE_INVALID_CURSOR'),
+        );
+      });
+
+      it('counts refusals', async () => {
+        await store.grants.recordRefusal({ appId: APP, templateId: TPL, scene: 1, now: T0 });
+        await store.grants.recordRefusal({ appId: APP, templateId: TPL, scene: 2, openid: 'u1', now: T0 });
+        await store.grants.recordRefusal({ appId: APP, templateId: 'other', scene: 2, now: T0 });
+        expect(await store.grants.countRefusals({ appId: APP, templateId: TPL })).toBe(2);
+        expect(await store.grants.countRefusals({ appId: APP })).toBe(3);
+        expect(await store.grants.countRefusals({ appId: 'nobody' })).toBe(0);
+      });
+    });
+
+    describe('notification credits', () => {
+      it('adds, reads and clears credits; long-term sticks until cleared', async () => {
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'u1', templateId: NTPL }),
+        ).toBeNull();
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          count: 1,
+          now: T0,
+        });
+        const c = await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          count: 2,
+          now: T0 + 1,
+        });
+        expect(c).toMatchObject({ available: 3, reserved: 0, longTerm: false, updatedAt: T0 + 1 });
+        const lt = await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          count: 0,
+          longTerm: true,
+          now: T0,
+        });
+        expect(lt.longTerm).toBe(true);
+        await store.grants.clearNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          now: T0 + 2,
+        });
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'u1', templateId: NTPL }),
+        ).toMatchObject({
+          available: 0,
+          longTerm: false,
+        });
+      });
+    });
+
+    describe('enqueue', () => {
+      it('reserves the requested scene, or the lowest available one for "any"', async () => {
+        await grant('u1', 50);
+        await grant('u1', 20);
+        await grant('u1', 90);
+        const m1 = await mustEnqueue(oneTime('u1'));
+        expect(m1).toMatchObject({
+          kind: 'one-time',
+          scene: 20,
+          status: 'queued',
+          attempts: 0,
+          nextAttemptAt: T0,
+          payload: oneTimePayload,
+        });
+        expect(m1.grantId).toBe((await getGrant('u1', 20))?.id);
+        expect((await getGrant('u1', 20))?.state).toBe('reserved');
+        const m2 = await mustEnqueue(oneTime('u1', { scene: 90 }));
+        expect(m2.scene).toBe(90);
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'u1', templateId: TPL })).toEqual([
+          50,
+        ]);
+      });
+
+      it('without a grant reports what the user holds and writes nothing', async () => {
+        await grant('u1', 5);
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: TPL,
+          count: 2,
+          now: T0,
+        });
+        const r = await store.outbox.enqueueMessage(
+          oneTime('u1', { scene: 6, idempotencyKey: 'k1', requestHash: 'h' }),
+        );
+        expect(r).toEqual({ ok: false, reason: 'no-grant', heldScenes: [5], notificationCredits: 2 });
+        expect(await store.outbox.enqueueMessage(oneTime('nobody'))).toEqual({
+          ok: false,
+          reason: 'no-grant',
+          heldScenes: [],
+          notificationCredits: 0,
+        });
+        expect((await store.outbox.countMessages({})).total).toBe(0);
+        expect((await getGrant('u1', 5))?.state).toBe('available');
+        // The failed idempotency key was not taken.
+        await grant('u1', 6);
+        expect(
+          await store.outbox.enqueueMessage(
+            oneTime('u1', { scene: 6, idempotencyKey: 'k1', requestHash: 'h' }),
+          ),
+        ).toMatchObject({
+          ok: true,
+          created: true,
+        });
+      });
+
+      it('reserves one notification credit; long-term templates need none', async () => {
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          count: 1,
+          now: T0,
+        });
+        const m = await mustEnqueue(notification('u1'));
+        expect(m).toMatchObject({ kind: 'notification', scene: null, grantId: null, payload: notifyPayload });
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'u1', templateId: NTPL }),
+        ).toMatchObject({
+          available: 0,
+          reserved: 1,
+        });
+        expect(await store.outbox.enqueueMessage(notification('u1'))).toMatchObject({
+          ok: false,
+          reason: 'no-grant',
+          notificationCredits: 0,
+        });
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u2',
+          templateId: NTPL,
+          count: 0,
+          longTerm: true,
+          now: T0,
+        });
+        for (let i = 0; i < 3; i++) await mustEnqueue(notification('u2'));
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'u2', templateId: NTPL }),
+        ).toMatchObject({
+          available: 0,
+          reserved: 0,
+          longTerm: true,
+        });
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u3',
+          templateId: NTPL,
+          count: 0,
+          now: T0,
+        });
+        expect((await store.outbox.enqueueMessage(notification('u3'))).ok).toBe(false);
+      });
+
+      it('honours idempotency keys: same hash returns the first message, another hash conflicts', async () => {
+        await grant('u1', 1);
+        await grant('u1', 2);
+        const a = await store.outbox.enqueueMessage(
+          oneTime('u1', { idempotencyKey: 'key-1', requestHash: 'h1' }),
+        );
+        const b = await store.outbox.enqueueMessage(
+          oneTime('u1', { idempotencyKey: 'key-1', requestHash: 'h1' }),
+        );
+        expect(a).toMatchObject({ ok: true, created: true });
+        expect(b).toMatchObject({ ok: true, created: false });
+        if (!a.ok || !b.ok) throw new Error('unreachable');
+        expect(b.message.id).toBe(a.message.id);
+        expect(b.message.idempotencyKey).toBe('key-1');
+        const c = await store.outbox.enqueueMessage(
+          oneTime('u1', { idempotencyKey: 'key-1', requestHash: 'h2' }),
+        );
+        expect(c).toEqual({ ok: false, reason: 'idempotency-conflict', existingId: a.message.id });
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'u1', templateId: TPL })).toEqual([
+          2,
+        ]);
+        // Keys are per app.
+        await store.grants.recordOneTime({ appId: 'app2', openid: 'u1', templateId: TPL, scene: 1, now: T0 });
+        expect(
+          await store.outbox.enqueueMessage(
+            oneTime('u1', { appId: 'app2', idempotencyKey: 'key-1', requestHash: 'h9' }),
+          ),
+        ).toMatchObject({ ok: true, created: true });
+      });
+
+      it('100 concurrent enqueues for one grant: exactly one wins', async () => {
+        await grant('race', 1);
+        const results = await Promise.all(
+          Array.from({ length: 100 }, () => store.outbox.enqueueMessage(oneTime('race'))),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(1);
+        expect((await store.outbox.countMessages({})).total).toBe(1);
+      });
+
+      it('concurrent retries with one idempotency key create one message', async () => {
+        for (let s = 0; s < 20; s++) await grant('idem', s);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            store.outbox.enqueueMessage(oneTime('idem', { idempotencyKey: 'same', requestHash: 'h' })),
+          ),
+        );
+        const ids = new Set(results.map((r) => (r.ok ? r.message.id : 'x')));
+        expect(ids.size).toBe(1);
+        expect(results.filter((r) => r.ok && r.created)).toHaveLength(1);
+        expect(
+          (await store.grants.availableScenes({ appId: APP, openid: 'idem', templateId: TPL })).length,
+        ).toBe(19);
+      });
+    });
+
+    describe('consume under contention', () => {
+      it('200 concurrent consumes of one grant: exactly one wins', async () => {
+        await grant('hot', 42);
+        const results = await Promise.all(
+          Array.from({ length: 200 }, () =>
+            store.grants.consume({ appId: APP, openid: 'hot', templateId: TPL, scene: 42, now: T0 }),
+          ),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await getGrant('hot', 42))?.state).toBe('consumed');
+      });
+    });
+
+    describe('claim, lease and complete', () => {
+      const seed = async (n: number, prefix = 'c') => {
+        const out = [];
+        for (let i = 0; i < n; i++) {
+          await grant(`${prefix}${i}`, 1);
+          out.push(await mustEnqueue(oneTime(`${prefix}${i}`)));
+        }
+        return out;
+      };
+
+      it('claims due messages with a lease and an attempt, skipping future and paused ones', async () => {
+        await seed(3);
+        await grant('later', 1);
+        await mustEnqueue(oneTime('later', { now: T0 + 60_000 }));
+        await store.grants.recordOneTime({
+          appId: 'paused',
+          openid: 'p',
+          templateId: TPL,
+          scene: 1,
+          now: T0,
+        });
+        await mustEnqueue(oneTime('p', { appId: 'paused' }));
+        const got = await store.outbox.claim({
+          owner: 'w1',
+          limit: 10,
+          leaseMs: 120_000,
+          now: T0 + 1,
+          excludeAppIds: ['paused'],
+        });
+        expect(got).toHaveLength(3);
+        for (const m of got)
+          expect(m).toMatchObject({
+            status: 'sending',
+            attempts: 1,
+            leaseOwner: 'w1',
+            leaseUntil: T0 + 120_001,
+          });
+        expect(
+          await store.outbox.claim({
+            owner: 'w2',
+            limit: 10,
+            leaseMs: 30_000,
+            now: T0 + 2,
+            excludeAppIds: ['paused'],
+          }),
+        ).toEqual([]);
+        const later = await store.outbox.claim({ owner: 'w2', limit: 10, leaseMs: 30_000, now: T0 + 60_000 });
+        expect(later.map((m) => m.openid).sort()).toEqual(['later', 'p']);
+        expect(await store.outbox.claim({ owner: 'w2', limit: 0, leaseMs: 1, now: T0 + 60_000 })).toEqual([]);
+      });
+
+      it('two concurrent owners never get the same message', async () => {
+        await seed(40);
+        const claims = await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            store.outbox.claim({ owner: `w${i % 2}`, limit: 7, leaseMs: 30_000, now: T0 + 1 }),
+          ),
+        );
+        const ids = claims.flat().map((m) => m.id);
+        expect(new Set(ids).size).toBe(ids.length);
+        expect(ids.length).toBe(40);
+      });
+
+      it('re-claims one-time messages after the lease expires and fences the old owner', async () => {
+        const [m] = await seed(1);
+        await store.outbox.claim({ owner: 'dead', limit: 5, leaseMs: 10_000, now: T0 });
+        expect(await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 9_999 })).toEqual(
+          [],
+        );
+        const again = await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 10_000 });
+        expect(again).toHaveLength(1);
+        expect(again[0]).toMatchObject({
+          id: m?.id,
+          attempts: 2,
+          leaseOwner: 'w2',
+          errorCode: 'DELIVERY_MAY_HAVE_LEFT',
+        });
+        expect(
+          await store.outbox.complete({
+            id: m?.id ?? '',
+            owner: 'dead',
+            outcome: { status: 'sent' },
+            now: T0 + 10_001,
+          }),
+        ).toBe(false);
+        expect(
+          await store.outbox.complete({
+            id: m?.id ?? '',
+            owner: 'w2',
+            outcome: { status: 'sent', msgid: '77' },
+            now: T0 + 10_002,
+          }),
+        ).toBe(true);
+        expect(await store.outbox.getMessage(m?.id ?? '')).toMatchObject({
+          status: 'sent',
+          msgid: '77',
+          sentAt: T0 + 10_002,
+          leaseOwner: null,
+        });
+      });
+
+      it('marks notifications whose lease expired mid-send unknown, never re-claimed', async () => {
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'n1',
+          templateId: NTPL,
+          count: 2,
+          now: T0,
+        });
+        const m = await mustEnqueue(notification('n1'));
+        await store.outbox.claim({ owner: 'dead', limit: 5, leaseMs: 10_000, now: T0 });
+        expect(
+          await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 20_000 }),
+        ).toEqual([]);
+        expect(await store.outbox.getMessage(m.id)).toMatchObject({
+          status: 'unknown',
+          errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
+          attempts: 1,
+        });
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
+        ).toMatchObject({
+          available: 1,
+          reserved: 0,
+        });
+        expect(
+          await store.outbox.complete({
+            id: m.id,
+            owner: 'dead',
+            outcome: { status: 'sent' },
+            now: T0 + 20_001,
+          }),
+        ).toBe(false);
+      });
+
+      it('extendLease keeps a message from being re-claimed', async () => {
+        const [m] = await seed(1);
+        await store.outbox.claim({ owner: 'w1', limit: 1, leaseMs: 10_000, now: T0 });
+        await store.outbox.extendLease({ ids: [m?.id ?? ''], owner: 'w1', leaseUntil: T0 + 50_000 });
+        await store.outbox.extendLease({ ids: [m?.id ?? ''], owner: 'intruder', leaseUntil: T0 + 1 });
+        expect(
+          await store.outbox.claim({ owner: 'w2', limit: 1, leaseMs: 10_000, now: T0 + 20_000 }),
+        ).toEqual([]);
+        expect((await store.outbox.getMessage(m?.id ?? ''))?.leaseUntil).toBe(T0 + 50_000);
+      });
+
+      it('applies each outcome to the one-time grant', async () => {
+        const ms = await seed(5, 'o');
+        await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 30_000, now: T0 });
+        const id = (i: number) => ms[i]?.id ?? '';
+        const done = async (i: number, outcome: Parameters<Store['outbox']['complete']>[0]['outcome']) =>
+          expect(await store.outbox.complete({ id: id(i), owner: 'w', outcome, now: T0 + 1 })).toBe(true);
+        await done(0, { status: 'sent', msgid: '1' });
+        await done(1, {
+          status: 'failed',
+          grant: 'release',
+          lastErrcode: 47003,
+          errorCode: 'DELIVERY_REJECTED',
+          errorMessage: 'bad',
+        });
+        await done(2, {
+          status: 'failed',
+          grant: 'revoke',
+          lastErrcode: 43101,
+          errorCode: 'DELIVERY_CONSENT_REVOKED',
+          errorMessage: 'no',
+        });
+        await done(3, { status: 'unknown', errorCode: 'DELIVERY_OUTCOME_UNKNOWN', errorMessage: '?' });
+        await done(4, {
+          status: 'retry',
+          nextAttemptAt: T0 + 5_000,
+          lastErrcode: -1,
+          errorCode: 'DELIVERY_WECHAT_BUSY',
+          errorMessage: 'busy',
+        });
+        const states = await Promise.all([0, 1, 2, 3, 4].map((i) => getGrant(`o${i}`, 1)));
+        expect(states.map((g) => g?.state)).toEqual([
+          'consumed',
+          'available',
+          'revoked',
+          'consumed',
+          'reserved',
+        ]);
+        expect(await store.outbox.getMessage(id(1))).toMatchObject({
+          status: 'failed',
+          lastErrcode: 47003,
+          errorCode: 'DELIVERY_REJECTED',
+          errorMessage: 'bad',
+        });
+        expect(await store.outbox.getMessage(id(4))).toMatchObject({
+          status: 'queued',
+          nextAttemptAt: T0 + 5_000,
+          leaseOwner: null,
+          leaseUntil: null,
+        });
+        expect(await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 30_000, now: T0 + 4_999 })).toEqual(
+          [],
+        );
+        const re = await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 30_000, now: T0 + 5_000 });
+        expect(re.map((m) => [m.id, m.attempts])).toEqual([[id(4), 2]]);
+        // A completed message cannot be completed again.
+        expect(
+          await store.outbox.complete({ id: id(0), owner: 'w', outcome: { status: 'sent' }, now: T0 + 2 }),
+        ).toBe(false);
+      });
+
+      it('applies each outcome to notification credits', async () => {
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'n',
+          templateId: NTPL,
+          count: 4,
+          now: T0,
+        });
+        const ms: OutboxMessage[] = [];
+        for (let i = 0; i < 4; i++) ms.push(await mustEnqueue(notification('n')));
+        const credit = () =>
+          store.grants.getNotificationCredit({ appId: APP, openid: 'n', templateId: NTPL });
+        expect(await credit()).toMatchObject({ available: 0, reserved: 4 });
+        await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 30_000, now: T0 });
+        const id = (i: number) => ms[i]?.id ?? '';
+        await store.outbox.complete({ id: id(0), owner: 'w', outcome: { status: 'sent' }, now: T0 });
+        expect(await credit()).toMatchObject({ available: 0, reserved: 3 });
+        await store.outbox.complete({
+          id: id(1),
+          owner: 'w',
+          outcome: { status: 'failed', grant: 'release', errorCode: 'DELIVERY_REJECTED', errorMessage: 'x' },
+          now: T0,
+        });
+        expect(await credit()).toMatchObject({ available: 1, reserved: 2 });
+        await store.outbox.complete({
+          id: id(2),
+          owner: 'w',
+          outcome: { status: 'unknown', errorCode: 'DELIVERY_OUTCOME_UNKNOWN', errorMessage: 'x' },
+          now: T0,
+        });
+        expect(await credit()).toMatchObject({ available: 1, reserved: 1 });
+        await store.outbox.complete({
+          id: id(3),
+          owner: 'w',
+          outcome: {
+            status: 'failed',
+            grant: 'revoke',
+            errorCode: 'DELIVERY_CONSENT_REVOKED',
+            errorMessage: 'x',
+          },
+          now: T0,
+        });
+        expect(await credit()).toMatchObject({ available: 0, reserved: 0, longTerm: false });
+      });
+
+      it('completeMany records many outcomes in one go and reports lost leases', async () => {
+        const ms = await seed(3, 'cm');
+        await store.outbox.claim({ owner: 'w', limit: 2, leaseMs: 30_000, now: T0 });
+        const res = await store.outbox.completeMany?.({
+          owner: 'w',
+          now: T0 + 1,
+          items: ms.map((m) => ({ id: m.id, outcome: { status: 'sent' as const } })),
+        });
+        expect(res).toEqual([true, true, false]);
+        expect((await store.outbox.countMessages({})).sent).toBe(2);
+        expect((await getGrant('cm2', 1))?.state).toBe('reserved');
+      });
+    });
+
+    describe('listing and counting', () => {
+      it('lists newest first with filters and cursors, and counts by status', async () => {
+        const made = [];
+        for (let i = 0; i < 5; i++) {
+          await grant(`l${i % 2}`, i);
+          made.push(await mustEnqueue(oneTime(`l${i % 2}`, { scene: i, now: T0 + i })));
+        }
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 + 10 });
+        const all = [];
+        let cursor: string | null = null;
+        do {
+          const page: Awaited<ReturnType<Store['outbox']['listMessages']>> = await store.outbox.listMessages({
+            appId: APP,
+            limit: 2,
+            ...(cursor ? { cursor } : {}),
+          });
+          all.push(...page.items);
+          cursor = page.nextCursor;
+        } while (cursor !== null);
+        expect(all.map((m) => m.id)).toEqual(made.map((m) => m.id).reverse());
+        expect((await store.outbox.listMessages({ openid: 'l1' })).items).toHaveLength(2);
+        expect((await store.outbox.listMessages({ status: 'sending' })).items.map((m) => m.id)).toEqual([
+          made[0]?.id,
+        ]);
+        expect((await store.outbox.listMessages({ templateId: 'nope' })).items).toEqual([]);
+        expect(await store.outbox.countMessages({ appId: APP })).toEqual({
+          total: 5,
+          queued: 4,
+          sending: 1,
+          sent: 0,
+          failed: 0,
+          unknown: 0,
+          cancelled: 0,
+        });
+        expect(await store.outbox.getMessage('missing')).toBeNull();
+        await expect(store.outbox.listMessages({ cursor: 'Zm9vOmJhcg' })).rejects.toSatisfy((e) =>
+          isAppError(e, 'STORE_INVALID_CURSOR'),
+        );
+      });
+    });
+
+    describe('campaigns', () => {
+      it('enqueues one message per holder in batches, lowest matching scene, then runs and finishes', async () => {
+        for (let i = 0; i < 7; i++) await grant(`h${i}`, 10);
+        await grant('h0', 5); // h0 holds two scenes: only one message
+        await grant('h1', 99); // outside the filter, ignored
+        await grant('x', 99);
+        await store.grants.consume({ appId: APP, openid: 'h6', templateId: TPL, scene: 10, now: T0 }); // not a holder any more
+        const c = await store.outbox.createCampaign({
+          appId: APP,
+          name: 'launch',
+          kind: 'one-time',
+          templateId: TPL,
+          sceneFilter: { max: 50 },
+          payload: oneTimePayload,
+          now: T0,
+        });
+        expect(c).toMatchObject({ status: 'enqueuing', name: 'launch', sceneFilter: { max: 50 } });
+        expect((await store.outbox.listEnqueuingCampaigns()).map((x) => x.id)).toEqual([c.id]);
+        const batches: number[] = [];
+        for (let guard = 0; guard < 10; guard++) {
+          const n = await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 4, now: T0 + 1 });
+          batches.push(n);
+          if (n === 0) break;
+        }
+        expect(batches).toEqual([4, 2, 0]);
+        expect(await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 4, now: T0 + 1 })).toBe(
+          0,
+        );
+        const got = await store.outbox.getCampaign(c.id);
+        expect(got).toMatchObject({ status: 'running', stats: { total: 6, queued: 6 } });
+        expect(await store.outbox.listEnqueuingCampaigns()).toEqual([]);
+        const msgs = (await store.outbox.listMessages({ campaignId: c.id })).items;
+        expect(msgs.find((m) => m.openid === 'h0')?.scene).toBe(5);
+        expect((await getGrant('h0', 10))?.state).toBe('available');
+        expect((await getGrant('h1', 99))?.state).toBe('available');
+        expect(await store.outbox.finishCampaignIfDrained({ id: c.id, now: T0 + 2 })).toBe(false);
+        const claimed = await store.outbox.claim({ owner: 'w', limit: 100, leaseMs: 1000, now: T0 + 2 });
+        await store.outbox.completeMany?.({
+          owner: 'w',
+          now: T0 + 3,
+          items: claimed.map((m) => ({ id: m.id, outcome: { status: 'sent' } })),
+        });
+        expect(await store.outbox.finishCampaignIfDrained({ id: c.id, now: T0 + 4 })).toBe(true);
+        expect((await store.outbox.getCampaign(c.id))?.status).toBe('done');
+        expect(await store.outbox.getCampaign('missing')).toBeNull();
+      });
+
+      it('honours an explicit scene list', async () => {
+        await grant('a', 1);
+        await grant('a', 2);
+        await grant('b', 3);
+        const c = await store.outbox.createCampaign({
+          appId: APP,
+          name: 's',
+          kind: 'one-time',
+          templateId: TPL,
+          sceneFilter: { scenes: [2, 3] },
+          payload: oneTimePayload,
+          now: T0,
+        });
+        expect(await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 100, now: T0 })).toBe(
+          2,
+        );
+        const scenes = (await store.outbox.listMessages({ campaignId: c.id })).items
+          .map((m) => `${m.openid}:${m.scene}`)
+          .sort();
+        expect(scenes).toEqual(['a:2', 'b:3']);
+      });
+
+      it('cancels: queued messages cancelled, grants and credits back to available', async () => {
+        for (let i = 0; i < 3; i++) await grant(`k${i}`, 1);
+        const c = await store.outbox.createCampaign({
+          appId: APP,
+          name: 'k',
+          kind: 'one-time',
+          templateId: TPL,
+          sceneFilter: null,
+          payload: oneTimePayload,
+          now: T0,
+        });
+        await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
+        const [first] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 });
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(2);
+        const got = await store.outbox.getCampaign(c.id);
+        expect(got).toMatchObject({ status: 'cancelled', stats: { total: 3, cancelled: 2, sending: 1 } });
+        const states = await Promise.all([0, 1, 2].map((i) => getGrant(`k${i}`, 1)));
+        expect(states.filter((g) => g?.state === 'available')).toHaveLength(2);
+        expect(
+          (await store.grants.get({ appId: APP, openid: first?.openid ?? '', templateId: TPL, scene: 1 }))
+            ?.state,
+        ).toBe('reserved');
+        expect(await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 })).toBe(0);
+
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'n1',
+          templateId: NTPL,
+          count: 1,
+          now: T0,
+        });
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'n2',
+          templateId: NTPL,
+          count: 0,
+          longTerm: true,
+          now: T0,
+        });
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'n3',
+          templateId: NTPL,
+          count: 0,
+          now: T0,
+        });
+        const n = await store.outbox.createCampaign({
+          appId: APP,
+          name: 'n',
+          kind: 'notification',
+          templateId: NTPL,
+          sceneFilter: null,
+          payload: notifyPayload,
+          now: T0,
+        });
+        expect(await store.outbox.enqueueCampaignBatch({ campaignId: n.id, batchSize: 10, now: T0 })).toBe(2);
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
+        ).toMatchObject({ available: 0, reserved: 1 });
+        expect(await store.outbox.cancelCampaign({ id: n.id, now: T0 })).toBe(2);
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
+        ).toMatchObject({ available: 1, reserved: 0 });
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'n2', templateId: NTPL }),
+        ).toMatchObject({ available: 0, reserved: 0, longTerm: true });
+      });
+    });
+
+    describe('pauses, templates, API keys, nonces', () => {
+      it('pauses apps until a time', async () => {
+        await store.outbox.pauseApp({ appId: 'a1', until: T0 + 1000, reason: '45009' });
+        await store.outbox.pauseApp({ appId: 'a2', until: T0 + 10, reason: '45009' });
+        await store.outbox.pauseApp({ appId: 'a2', until: T0 + 2000, reason: 'again' });
+        expect(await store.outbox.pausedApps(T0 + 500)).toEqual([
+          { appId: 'a1', until: T0 + 1000, reason: '45009' },
+          { appId: 'a2', until: T0 + 2000, reason: 'again' },
+        ]);
+        expect((await store.outbox.pausedApps(T0 + 1000)).map((p) => p.appId)).toEqual(['a2']);
+      });
+
+      it('stores templates', async () => {
+        await store.templates.upsert({
+          appId: APP,
+          templateId: 't1',
+          kind: 'notification',
+          title: 'A',
+          keywords: [{ key: 'thing1', type: 'thing' }],
+          type: 2,
+        });
+        await store.templates.upsert({
+          appId: APP,
+          templateId: 't0',
+          kind: 'one-time',
+          title: 'B',
+          keywords: [],
+        });
+        await store.templates.upsert({
+          appId: APP,
+          templateId: 't1',
+          kind: 'notification',
+          title: 'A2',
+          keywords: [{ key: 'phrase2', type: 'phrase', enumValues: ['ok'] }],
+          type: 3,
+        });
+        expect(await store.templates.get(APP, 't1')).toEqual({
+          appId: APP,
+          templateId: 't1',
+          kind: 'notification',
+          title: 'A2',
+          keywords: [{ key: 'phrase2', type: 'phrase', enumValues: ['ok'] }],
+          type: 3,
+        });
+        expect(await store.templates.get(APP, 'nope')).toBeNull();
+        expect((await store.templates.list(APP)).map((t) => t.templateId)).toEqual(['t0', 't1']);
+        expect(await store.templates.get(APP, 't0')).not.toHaveProperty('type');
+      });
+
+      it('stores API key hashes and revokes them', async () => {
+        const k = await store.apiKeys.create({ id: 'k1', name: 'ci', keyHash: 'h1', now: T0 });
+        expect(k).toEqual({ id: 'k1', name: 'ci', createdAt: T0, revokedAt: null });
+        await store.apiKeys.create({ id: 'k2', name: 'ops', keyHash: 'h2', now: T0 + 1 });
+        expect(await store.apiKeys.findByHash('h1')).toEqual(k);
+        await store.apiKeys.revoke('k1', T0 + 5);
+        expect(await store.apiKeys.findByHash('h1')).toBeNull();
+        expect(await store.apiKeys.list()).toEqual([
+          { id: 'k1', name: 'ci', createdAt: T0, revokedAt: T0 + 5 },
+          { id: 'k2', name: 'ops', createdAt: T0 + 1, revokedAt: null },
+        ]);
+      });
+
+      it('uses a nonce once and purges expired ones', async () => {
+        expect(await store.nonces.use({ nonce: 'n1', expiresAt: T0 + 100, now: T0 })).toBe(true);
+        expect(await store.nonces.use({ nonce: 'n1', expiresAt: T0 + 100, now: T0 + 1 })).toBe(false);
+        await store.nonces.use({ nonce: 'n2', expiresAt: T0 + 1000, now: T0 });
+        const raced = await Promise.all(
+          Array.from({ length: 20 }, () => store.nonces.use({ nonce: 'n3', expiresAt: T0 + 1000, now: T0 })),
+        );
+        expect(raced.filter(Boolean)).toHaveLength(1);
+        expect(await store.nonces.purgeExpired(T0 + 100)).toBe(1);
+        expect(await store.nonces.use({ nonce: 'n2', expiresAt: T0 + 1000, now: T0 + 200 })).toBe(false);
+      });
+    });
+  });
+}

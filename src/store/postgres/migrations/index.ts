@@ -1,0 +1,8 @@
+// The ordered list of PostgreSQL migrations; append new numbered files here.
+import { migration as m0001 } from './0001-init.js';
+
+/** A numbered schema change. */
+export type Migration = { readonly id: number; readonly name: string; readonly sql: string };
+
+/** Every PostgreSQL migration, ascending by id. */
+export const postgresMigrations: readonly Migration[] = [m0001];

@@ -1,0 +1,844 @@
+// The PostgreSQL implementation of the service store (pg Pool): row locks, SKIP LOCKED claims, single-statement CTEs.
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { AppError } from '../../errors.js';
+import type { Clock } from '../../util/clock.js';
+import { systemClock } from '../../util/clock.js';
+import {
+  LEASE_EXPIRED_MESSAGE,
+  completionColumns,
+  createIdGenerator,
+  decodeCursor,
+  emptyStats,
+  encodeCursor,
+  grantEffect,
+  pageLimit,
+  toCampaign,
+  toCredit,
+  toGrant,
+  toMessage,
+} from '../common.js';
+import type { IdGenerator, Row } from '../common.js';
+import type {
+  ApiKeyRecord,
+  ApiKeyRepo,
+  AttemptOutcome,
+  CampaignStats,
+  EnqueueInput,
+  EnqueueResult,
+  GrantRepo,
+  MessageFilter,
+  NonceRepo,
+  OutboxRepo,
+  Store,
+  TemplateRecord,
+  TemplateRepo,
+} from '../store.js';
+import { postgresMigrations } from './migrations/index.js';
+
+/** Options of {@link createPostgresStore}: give a connection URL or an existing pool. */
+export type PostgresStoreOptions = (
+  | {
+      /** Connection string. @example 'postgres://wxsub@127.0.0.1:5432/wxsub' */
+      url: string;
+      /** Connections in the pool. @default 10 */
+      poolSize?: number;
+    }
+  | {
+      /** A pool the caller owns; `close()` leaves it open. */
+      pool: pg.Pool;
+    }
+) & {
+  /** Clock for migration timestamps. @default systemClock */
+  clock?: Clock;
+  /** Id generator for rows. @default createIdGenerator() */
+  ids?: IdGenerator;
+};
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/** Advisory lock key that serialises concurrent `migrate()` calls (any 64-bit constant unique to wxsub). */
+const MIGRATION_LOCK = 7_465_803_921;
+
+/**
+ * Creates a PostgreSQL store. Call `migrate()` before use.
+ * @example const store = createPostgresStore({ url: process.env.DATABASE_URL! }); await store.migrate();
+ */
+export function createPostgresStore(options: PostgresStoreOptions): Store {
+  const ownsPool = !('pool' in options);
+  const pool: pg.Pool =
+    'pool' in options
+      ? options.pool
+      : new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+  // An idle client's error (e.g. the server restarted) must not crash the process; the next query reconnects.
+  const onError = (): void => {};
+  if (ownsPool) pool.on('error', onError);
+  const clock = options.clock ?? systemClock;
+  const ids = options.ids ?? createIdGenerator(() => clock.now());
+
+  // Named statements are parsed once per connection; the name derives from the text so pools can be shared.
+  const names = new Map<string, string>();
+  const q = async (c: Queryable, text: string, values: unknown[] = []): Promise<Row[]> => {
+    let name = names.get(text);
+    if (name === undefined) {
+      name = `wxsub_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+      names.set(text, name);
+    }
+    try {
+      return (await c.query<Row>({ name, text, values })).rows;
+    } catch (err) {
+      throw wrap(err);
+    }
+  };
+  const one = async (c: Queryable, text: string, values: unknown[] = []): Promise<Row | undefined> =>
+    (await q(c, text, values))[0];
+  const tx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+    let c: pg.PoolClient;
+    try {
+      c = await pool.connect();
+    } catch (err) {
+      throw wrap(err);
+    }
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  };
+  const json = (v: unknown): string => JSON.stringify(v);
+
+  // ---- grants -------------------------------------------------------------------------------------------
+  const grants: GrantRepo = {
+    async recordOneTime(i) {
+      const key = [i.appId, i.openid, i.templateId, i.scene];
+      // Two statements instead of one upsert so we can tell "re-opened" from "already open"; loop on races.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const reopened = await one(
+          pool,
+          `UPDATE grants SET state = 'available', closed_at = NULL, confirmed_at = $5, updated_at = $5
+           WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND scene = $4 AND state IN ('consumed', 'revoked') RETURNING *`,
+          [...key, i.now],
+        );
+        if (reopened) return { grant: toGrant(reopened), created: true };
+        const r = await one(
+          pool,
+          `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at)
+           VALUES ($6, $1, $2, $3, $4, 'available', $5, $5, $5)
+           ON CONFLICT ON CONSTRAINT grants_key DO UPDATE SET confirmed_at = EXCLUDED.confirmed_at, updated_at = EXCLUDED.updated_at
+             WHERE grants.state IN ('available', 'reserved')
+           RETURNING *, (xmax = 0) AS inserted`,
+          [...key, i.now, ids()],
+        );
+        if (r) return { grant: toGrant(r), created: r.inserted === true };
+      }
+      throw new AppError('STORE_UNAVAILABLE', {
+        message: 'The grant kept changing while a confirm was recorded',
+        retryable: true,
+      });
+    },
+    async recordRefusal(i) {
+      await q(
+        pool,
+        'INSERT INTO refusals (id, app_id, template_id, scene, openid, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
+        [ids(), i.appId, i.templateId, i.scene, i.openid ?? null, i.now],
+      );
+    },
+    async consume(i) {
+      const r = await q(
+        pool,
+        `UPDATE grants SET state = 'consumed', closed_at = $5, updated_at = $5
+         WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND scene = $4 AND state = 'available' RETURNING 1`,
+        [i.appId, i.openid, i.templateId, i.scene, i.now],
+      );
+      return r.length === 1;
+    },
+    async revoke(i) {
+      const r = await q(
+        pool,
+        `UPDATE grants SET state = 'revoked', closed_at = $5, updated_at = $5
+         WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND ($4::int IS NULL OR scene = $4) AND state IN ('available', 'reserved')
+         RETURNING 1`,
+        [i.appId, i.openid, i.templateId, i.scene ?? null, i.now],
+      );
+      return r.length;
+    },
+    async availableScenes(i) {
+      return availableScenes(i.appId, i.openid, i.templateId);
+    },
+    async knownScenes(i) {
+      const rows = await q(
+        pool,
+        'SELECT scene FROM grants WHERE app_id = $1 AND openid = $2 AND template_id = $3 ORDER BY scene',
+        [i.appId, i.openid, i.templateId],
+      );
+      return rows.map((r) => Number(r.scene));
+    },
+    async get(i) {
+      const r = await one(
+        pool,
+        'SELECT * FROM grants WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND scene = $4',
+        [i.appId, i.openid, i.templateId, i.scene],
+      );
+      return r ? toGrant(r) : null;
+    },
+    async listAvailable(i) {
+      const after = decodeCursor('g', i.cursor);
+      const limit = pageLimit(i.limit);
+      const where = [`app_id = $1`, `state = 'available'`];
+      const args: unknown[] = [i.appId];
+      const add = (cond: string, v: unknown) => {
+        args.push(v);
+        where.push(cond.replace('?', `$${args.length}`));
+      };
+      if (i.openid !== undefined) add('openid = ?', i.openid);
+      if (i.templateId !== undefined) add('template_id = ?', i.templateId);
+      if (after !== null) add('id > ?', after);
+      args.push(limit + 1);
+      const rows = await q(
+        pool,
+        `SELECT * FROM grants WHERE ${where.join(' AND ')} ORDER BY id LIMIT $${args.length}`,
+        args,
+      );
+      const items = rows.slice(0, limit).map(toGrant);
+      const last = items[items.length - 1];
+      return { items, nextCursor: rows.length > limit && last ? encodeCursor('g', last.id) : null };
+    },
+    async countRefusals(i) {
+      const r = await one(
+        pool,
+        'SELECT count(*)::int AS n FROM refusals WHERE app_id = $1 AND ($2::text IS NULL OR template_id = $2)',
+        [i.appId, i.templateId ?? null],
+      );
+      return Number(r?.n ?? 0);
+    },
+    async addNotificationCredits(i) {
+      const r = await one(
+        pool,
+        `INSERT INTO notification_credits AS nc (id, app_id, openid, template_id, available, reserved, long_term, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
+         ON CONFLICT (app_id, openid, template_id) DO UPDATE SET available = nc.available + EXCLUDED.available,
+           long_term = nc.long_term OR EXCLUDED.long_term, updated_at = EXCLUDED.updated_at
+         RETURNING *`,
+        [
+          ids(),
+          i.appId,
+          i.openid,
+          i.templateId,
+          Math.max(0, Math.floor(i.count)),
+          i.longTerm === true,
+          i.now,
+        ],
+      );
+      return toCredit(r as Row);
+    },
+    async clearNotificationCredits(i) {
+      await q(
+        pool,
+        `UPDATE notification_credits SET available = 0, long_term = false, updated_at = $4
+         WHERE app_id = $1 AND openid = $2 AND template_id = $3`,
+        [i.appId, i.openid, i.templateId, i.now],
+      );
+    },
+    async getNotificationCredit(i) {
+      const r = await creditOf(i.appId, i.openid, i.templateId);
+      return r ? toCredit(r) : null;
+    },
+    async listForUser(i) {
+      const args = [i.appId, i.openid, i.templateId ?? null];
+      const [g, c] = await Promise.all([
+        q(
+          pool,
+          'SELECT * FROM grants WHERE app_id = $1 AND openid = $2 AND ($3::text IS NULL OR template_id = $3) ORDER BY template_id, scene',
+          args,
+        ),
+        q(
+          pool,
+          'SELECT * FROM notification_credits WHERE app_id = $1 AND openid = $2 AND ($3::text IS NULL OR template_id = $3) ORDER BY template_id',
+          args,
+        ),
+      ]);
+      return { grants: g.map(toGrant), credits: c.map(toCredit) };
+    },
+  };
+  const availableScenes = async (appId: string, openid: string, templateId: string): Promise<number[]> =>
+    (
+      await q(
+        pool,
+        `SELECT scene FROM grants WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND state = 'available' ORDER BY scene`,
+        [appId, openid, templateId],
+      )
+    ).map((r) => Number(r.scene));
+  const creditOf = (appId: string, openid: string, templateId: string): Promise<Row | undefined> =>
+    one(pool, 'SELECT * FROM notification_credits WHERE app_id = $1 AND openid = $2 AND template_id = $3', [
+      appId,
+      openid,
+      templateId,
+    ]);
+
+  // ---- outbox -------------------------------------------------------------------------------------------
+  const insertCols = `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, grant_id, credit_reserved, payload, status,
+      attempts, next_attempt_at, campaign_id, idempotency_key, request_hash, created_at, updated_at)`;
+  // Reserve + insert in ONE statement: if nothing is reserved nothing is inserted. An idempotency-key conflict
+  // inserts nothing and the caller rolls the reservation back.
+  const enqueueOneTimeSql = `WITH g AS (
+      UPDATE grants SET state = 'reserved', updated_at = $7 WHERE id = (
+        SELECT id FROM grants WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND state = 'available'
+          AND ($4::int IS NULL OR scene = $4) ORDER BY scene LIMIT 1 FOR UPDATE SKIP LOCKED)
+      RETURNING id, scene)
+    ${insertCols}
+    SELECT $5, $1, 'one-time', $2, $3, g.scene, g.id, false, $6::jsonb, 'queued', 0, $7, $8, $9, $10, $7, $7 FROM g
+    ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING *`;
+  const enqueueNotificationSql = `WITH c AS (
+      UPDATE notification_credits SET available = CASE WHEN long_term THEN available ELSE available - 1 END,
+        reserved = CASE WHEN long_term THEN reserved ELSE reserved + 1 END, updated_at = $7
+      WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND (long_term OR available > 0) AND $4::int IS NULL
+      RETURNING long_term)
+    ${insertCols}
+    SELECT $5, $1, 'notification', $2, $3, NULL, NULL, NOT c.long_term, $6::jsonb, 'queued', 0, $7, $8, $9, $10, $7, $7 FROM c
+    ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING *`;
+
+  const byKey = (c: Queryable, appId: string, key: string) =>
+    one(c, 'SELECT * FROM messages WHERE app_id = $1 AND idempotency_key = $2', [appId, key]);
+  const idempotentAnswer = (existing: Row, i: EnqueueInput): EnqueueResult =>
+    (existing.request_hash ?? null) !== (i.requestHash ?? null)
+      ? { ok: false, reason: 'idempotency-conflict', existingId: String(existing.id) }
+      : { ok: true, message: toMessage(existing), created: false };
+  const noGrant = async (i: EnqueueInput): Promise<EnqueueResult> => {
+    const [heldScenes, c] = await Promise.all([
+      availableScenes(i.appId, i.openid, i.templateId),
+      creditOf(i.appId, i.openid, i.templateId),
+    ]);
+    return { ok: false, reason: 'no-grant', heldScenes, notificationCredits: c ? Number(c.available) : 0 };
+  };
+
+  const enqueueMessage = async (i: EnqueueInput): Promise<EnqueueResult> => {
+    const key = i.idempotencyKey ?? null;
+    const sql = i.kind === 'one-time' ? enqueueOneTimeSql : enqueueNotificationSql;
+    const scene = i.kind === 'one-time' && typeof i.scene === 'number' ? i.scene : null;
+    const args = [
+      i.appId,
+      i.openid,
+      i.templateId,
+      scene,
+      ids(),
+      json(i.payload),
+      i.now,
+      i.campaignId ?? null,
+      key,
+      i.requestHash ?? null,
+    ];
+    if (key === null) {
+      const row = await one(pool, sql, args);
+      return row ? { ok: true, message: toMessage(row), created: true } : noGrant(i);
+    }
+    const existing = await byKey(pool, i.appId, key);
+    if (existing) return idempotentAnswer(existing, i);
+    const row = await tx(async (c) => {
+      const r = await one(c, sql, args);
+      if (!r) throw ROLLBACK;
+      return r;
+    }).catch((err: unknown) => {
+      if (err === ROLLBACK) return undefined;
+      throw err;
+    });
+    if (row) return { ok: true, message: toMessage(row), created: true };
+    // Either no grant, or a concurrent request with the same key won the insert.
+    const winner = await byKey(pool, i.appId, key);
+    return winner ? idempotentAnswer(winner, i) : noGrant(i);
+  };
+
+  const claimSql = `WITH expired AS (
+      UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = $5, updated_at = $1
+      WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND kind = 'notification' AND lease_until <= $1 FOR UPDATE SKIP LOCKED)
+      RETURNING app_id, openid, template_id, credit_reserved),
+    spent AS (
+      UPDATE notification_credits nc SET reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $1
+      FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM expired WHERE credit_reserved GROUP BY 1, 2, 3) x
+      WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1),
+    stale AS (
+      SELECT id FROM messages WHERE status = 'sending' AND kind = 'one-time' AND lease_until <= $1 AND NOT (app_id = ANY($4::text[]))
+      ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED),
+    due AS (
+      SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 AND NOT (app_id = ANY($4::text[]))
+      ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+    pick AS ((SELECT id, true AS stale FROM stale) UNION ALL (SELECT id, false AS stale FROM due) LIMIT $3)
+    UPDATE messages m SET status = 'sending', attempts = m.attempts + 1, lease_owner = $2, lease_until = $1::bigint + $6::bigint,
+      updated_at = $1, error_code = CASE WHEN pick.stale THEN 'DELIVERY_MAY_HAVE_LEFT' ELSE m.error_code END
+    FROM pick WHERE m.id = pick.id RETURNING m.*`;
+
+  // Set-based completion: one statement for any number of messages of one owner. Credit rows are aggregated per
+  // key first because one UPDATE can change a row only once.
+  const completeSql = `WITH input AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
+        AS t(id, status, next_attempt_at, last_errcode, error_code, error_message, msgid, sent_at, effect)),
+    m AS (
+      UPDATE messages SET status = i.status, next_attempt_at = COALESCE(i.next_attempt_at, messages.next_attempt_at),
+        lease_owner = NULL, lease_until = NULL, last_errcode = i.last_errcode, error_code = i.error_code, error_message = i.error_message,
+        msgid = COALESCE(i.msgid, messages.msgid), sent_at = COALESCE(i.sent_at, messages.sent_at), updated_at = $11
+      FROM input i WHERE messages.id = i.id AND messages.status = 'sending' AND messages.lease_owner = $10
+      RETURNING messages.id, i.effect, messages.kind, messages.grant_id, messages.credit_reserved, messages.app_id, messages.openid,
+        messages.template_id),
+    g AS (
+      UPDATE grants SET state = CASE m.effect WHEN 'consume' THEN 'consumed' WHEN 'release' THEN 'available' ELSE 'revoked' END,
+        closed_at = CASE WHEN m.effect = 'release' THEN grants.closed_at ELSE $11 END, updated_at = $11
+      FROM m WHERE m.kind = 'one-time' AND m.effect <> 'none' AND grants.id = m.grant_id
+        AND (grants.state = 'reserved' OR (m.effect = 'revoke' AND grants.state = 'available'))
+      RETURNING 1),
+    n AS (
+      UPDATE notification_credits nc SET
+        available = CASE WHEN x.revoke THEN 0 ELSE nc.available + x.released END,
+        reserved = GREATEST(nc.reserved - x.spent, 0),
+        long_term = nc.long_term AND NOT x.revoke, updated_at = $11
+      FROM (SELECT app_id, openid, template_id,
+              count(*) FILTER (WHERE credit_reserved AND effect = 'release')::int AS released,
+              count(*) FILTER (WHERE credit_reserved)::int AS spent,
+              bool_or(effect = 'revoke') AS revoke
+            FROM m WHERE kind = 'notification' AND effect <> 'none' GROUP BY 1, 2, 3) x
+      WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id
+      RETURNING 1)
+    SELECT id FROM m`;
+  const completeMany = async (
+    owner: string,
+    items: { id: string; outcome: AttemptOutcome }[],
+    now: number,
+  ): Promise<boolean[]> => {
+    if (items.length === 0) return [];
+    const cols: unknown[][] = [[], [], [], [], [], [], [], [], []];
+    for (const it of items) {
+      const c = completionColumns(it.outcome, now);
+      const row = [
+        it.id,
+        c.status,
+        c.nextAttemptAt,
+        c.lastErrcode,
+        c.errorCode,
+        c.errorMessage,
+        c.msgid,
+        c.sentAt,
+        grantEffect(it.outcome),
+      ];
+      row.forEach((v, k) => cols[k]?.push(v));
+    }
+    const done = new Set((await q(pool, completeSql, [...cols, owner, now])).map((r) => String(r.id)));
+    return items.map((it) => done.has(it.id));
+  };
+
+  const countMessages = async (f: { appId?: string; campaignId?: string }): Promise<CampaignStats> => {
+    const rows = await q(
+      pool,
+      `SELECT status, count(*)::int AS n FROM messages WHERE ($1::text IS NULL OR app_id = $1) AND ($2::text IS NULL OR campaign_id = $2)
+       GROUP BY status`,
+      [f.appId ?? null, f.campaignId ?? null],
+    );
+    const stats = emptyStats();
+    for (const r of rows) {
+      const n = Number(r.n);
+      stats[r.status as keyof CampaignStats] = n;
+      stats.total += n;
+    }
+    return stats;
+  };
+
+  const enqueueBatchOnce = (campaignId: string, batchSize: number, now: number) =>
+    tx(async (c): Promise<{ n: number; done: boolean }> => {
+      const row = await one(c, 'SELECT * FROM campaigns WHERE id = $1 FOR UPDATE', [campaignId]);
+      if (!row || row.status !== 'enqueuing') return { n: 0, done: true };
+      const camp = toCampaign(row);
+      const after = row.progress_openid === null ? '' : String(row.progress_openid);
+      const size = Math.max(1, Math.floor(batchSize));
+      let candidates: Row[];
+      let inserted: Row[];
+      if (camp.kind === 'one-time') {
+        const f = camp.sceneFilter;
+        candidates = await q(
+          c,
+          `SELECT DISTINCT ON (openid) id, openid FROM grants
+           WHERE app_id = $1 AND template_id = $2 AND state = 'available' AND openid > $3 AND scene >= $4 AND scene <= $5
+             AND ($6::int[] IS NULL OR scene = ANY($6::int[]))
+           ORDER BY openid, scene LIMIT $7`,
+          [
+            camp.appId,
+            camp.templateId,
+            after,
+            f?.min ?? -1,
+            f?.max ?? 2_147_483_647,
+            f?.scenes ?? null,
+            size,
+          ],
+        );
+        if (candidates.length === 0) inserted = [];
+        else
+          inserted = await q(
+            c,
+            `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[]) AS t(gid, mid)),
+             r AS (UPDATE grants g SET state = 'reserved', updated_at = $3 FROM c WHERE g.id = c.gid AND g.state = 'available'
+                   RETURNING g.id, g.openid, g.scene, c.mid)
+             ${insertCols}
+             SELECT r.mid, $4, 'one-time', r.openid, $5, r.scene, r.id, false, $6::jsonb, 'queued', 0, $3, $7, NULL, NULL, $3, $3 FROM r
+             RETURNING 1`,
+            [
+              candidates.map((r) => r.id),
+              candidates.map(() => ids()),
+              now,
+              camp.appId,
+              camp.templateId,
+              json(camp.payload),
+              camp.id,
+            ],
+          );
+      } else {
+        candidates = await q(
+          c,
+          `SELECT openid FROM notification_credits WHERE app_id = $1 AND template_id = $2 AND openid > $3 AND (long_term OR available > 0)
+           ORDER BY openid LIMIT $4`,
+          [camp.appId, camp.templateId, after, size],
+        );
+        if (candidates.length === 0) inserted = [];
+        else
+          inserted = await q(
+            c,
+            `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[]) AS t(openid, mid)),
+             r AS (UPDATE notification_credits nc SET available = CASE WHEN nc.long_term THEN nc.available ELSE nc.available - 1 END,
+                     reserved = CASE WHEN nc.long_term THEN nc.reserved ELSE nc.reserved + 1 END, updated_at = $3
+                   FROM c WHERE nc.app_id = $4 AND nc.template_id = $5 AND nc.openid = c.openid AND (nc.long_term OR nc.available > 0)
+                   RETURNING nc.openid, nc.long_term, c.mid)
+             ${insertCols}
+             SELECT r.mid, $4, 'notification', r.openid, $5, NULL, NULL, NOT r.long_term, $6::jsonb, 'queued', 0, $3, $7, NULL, NULL, $3, $3
+             FROM r RETURNING 1`,
+            [
+              candidates.map((r) => r.openid),
+              candidates.map(() => ids()),
+              now,
+              camp.appId,
+              camp.templateId,
+              json(camp.payload),
+              camp.id,
+            ],
+          );
+      }
+      const last = candidates[candidates.length - 1];
+      if (last === undefined) {
+        await q(c, `UPDATE campaigns SET status = 'running', updated_at = $2 WHERE id = $1`, [camp.id, now]);
+        return { n: 0, done: true };
+      }
+      await q(
+        c,
+        'UPDATE campaigns SET progress_openid = $2, enqueued = enqueued + $3, updated_at = $4 WHERE id = $1',
+        [camp.id, String(last.openid), inserted.length, now],
+      );
+      return { n: inserted.length, done: false };
+    });
+
+  const outbox: OutboxRepo = {
+    enqueueMessage,
+    async claim(i) {
+      const limit = Math.max(0, Math.floor(i.limit));
+      const rows = await q(pool, claimSql, [
+        i.now,
+        i.owner,
+        limit,
+        i.excludeAppIds ?? [],
+        LEASE_EXPIRED_MESSAGE,
+        i.leaseMs,
+      ]);
+      return rows.map(toMessage).sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : 1));
+    },
+    async complete(i) {
+      const [ok] = await completeMany(i.owner, [{ id: i.id, outcome: i.outcome }], i.now);
+      return ok === true;
+    },
+    async completeMany(i) {
+      return completeMany(i.owner, i.items, i.now);
+    },
+    async extendLease(i) {
+      if (i.ids.length === 0) return;
+      await q(
+        pool,
+        `UPDATE messages SET lease_until = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3 AND status = 'sending'`,
+        [i.leaseUntil, i.ids, i.owner],
+      );
+    },
+    async getMessage(id) {
+      const r = await one(pool, 'SELECT * FROM messages WHERE id = $1', [id]);
+      return r ? toMessage(r) : null;
+    },
+    async listMessages(f: MessageFilter) {
+      const before = decodeCursor('m', f.cursor);
+      const limit = pageLimit(f.limit);
+      const where: string[] = [];
+      const args: unknown[] = [];
+      for (const [col, v] of [
+        ['app_id', f.appId],
+        ['status', f.status],
+        ['template_id', f.templateId],
+        ['openid', f.openid],
+        ['campaign_id', f.campaignId],
+      ] as const) {
+        if (v !== undefined) {
+          args.push(v);
+          where.push(`${col} = $${args.length}`);
+        }
+      }
+      if (before !== null) {
+        args.push(before);
+        where.push(`id < $${args.length}`);
+      }
+      args.push(limit + 1);
+      const rows = await q(
+        pool,
+        `SELECT * FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${args.length}`,
+        args,
+      );
+      const items = rows.slice(0, limit).map(toMessage);
+      const last = items[items.length - 1];
+      return { items, nextCursor: rows.length > limit && last ? encodeCursor('m', last.id) : null };
+    },
+    countMessages,
+    async createCampaign(i) {
+      const r = await one(
+        pool,
+        `INSERT INTO campaigns (id, app_id, name, kind, template_id, scene_filter, payload, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 'enqueuing', $8, $8) RETURNING *`,
+        [
+          ids(),
+          i.appId,
+          i.name,
+          i.kind,
+          i.templateId,
+          i.sceneFilter === null ? null : json(i.sceneFilter),
+          json(i.payload),
+          i.now,
+        ],
+      );
+      return toCampaign(r as Row);
+    },
+    async enqueueCampaignBatch(i) {
+      // A batch whose candidates were all taken concurrently only advances the cursor; keep going until work or the end.
+      for (;;) {
+        const r = await enqueueBatchOnce(i.campaignId, i.batchSize, i.now);
+        if (r.n > 0 || r.done) return r.n;
+      }
+    },
+    async getCampaign(id) {
+      const r = await one(pool, 'SELECT * FROM campaigns WHERE id = $1', [id]);
+      return r ? { ...toCampaign(r), stats: await countMessages({ campaignId: id }) } : null;
+    },
+    async cancelCampaign(i) {
+      return tx(async (c) => {
+        // Taking the campaign row first waits out a running batch, so the next statement sees its messages.
+        await q(
+          c,
+          `UPDATE campaigns SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status IN ('enqueuing', 'running')`,
+          [i.id, i.now],
+        );
+        const r = await one(
+          c,
+          `WITH c AS (
+             UPDATE messages SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $2
+             WHERE campaign_id = $1 AND status = 'queued' RETURNING grant_id, credit_reserved, app_id, openid, template_id),
+           g AS (UPDATE grants SET state = 'available', updated_at = $2
+                 WHERE id IN (SELECT grant_id FROM c WHERE grant_id IS NOT NULL) AND state = 'reserved' RETURNING 1),
+           n AS (UPDATE notification_credits nc SET available = nc.available + x.n, reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $2
+                 FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM c WHERE credit_reserved GROUP BY 1, 2, 3) x
+                 WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1)
+           SELECT count(*)::int AS n FROM c`,
+          [i.id, i.now],
+        );
+        return Number(r?.n ?? 0);
+      });
+    },
+    async listEnqueuingCampaigns() {
+      return (await q(pool, `SELECT * FROM campaigns WHERE status = 'enqueuing' ORDER BY id`)).map(
+        toCampaign,
+      );
+    },
+    async finishCampaignIfDrained(i) {
+      const r = await q(
+        pool,
+        `UPDATE campaigns SET status = 'done', updated_at = $2 WHERE id = $1 AND status = 'running'
+           AND NOT EXISTS (SELECT 1 FROM messages WHERE campaign_id = $1 AND status IN ('queued', 'sending')) RETURNING 1`,
+        [i.id, i.now],
+      );
+      return r.length === 1;
+    },
+    async pauseApp(i) {
+      await q(
+        pool,
+        `INSERT INTO app_pauses (app_id, until, reason) VALUES ($1, $2, $3)
+         ON CONFLICT (app_id) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason`,
+        [i.appId, i.until, i.reason],
+      );
+    },
+    async pausedApps(now) {
+      const rows = await q(
+        pool,
+        'SELECT app_id, until, reason FROM app_pauses WHERE until > $1 ORDER BY app_id',
+        [now],
+      );
+      return rows.map((r) => ({ appId: String(r.app_id), until: Number(r.until), reason: String(r.reason) }));
+    },
+  };
+
+  // ---- templates, keys, nonces ---------------------------------------------------------------------------
+  const toTemplate = (r: Row): TemplateRecord => {
+    const t: TemplateRecord = {
+      appId: String(r.app_id),
+      templateId: String(r.template_id),
+      kind: r.kind as TemplateRecord['kind'],
+      title: String(r.title),
+      keywords: r.keywords as TemplateRecord['keywords'],
+    };
+    if (r.type !== null && r.type !== undefined) t.type = Number(r.type);
+    return t;
+  };
+  const templates: TemplateRepo = {
+    async upsert(t) {
+      await q(
+        pool,
+        `INSERT INTO templates (app_id, template_id, kind, title, keywords, type) VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+         ON CONFLICT (app_id, template_id) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title,
+           keywords = EXCLUDED.keywords, type = EXCLUDED.type`,
+        [t.appId, t.templateId, t.kind, t.title, json(t.keywords), t.type ?? null],
+      );
+    },
+    async get(appId, templateId) {
+      const r = await one(pool, 'SELECT * FROM templates WHERE app_id = $1 AND template_id = $2', [
+        appId,
+        templateId,
+      ]);
+      return r ? toTemplate(r) : null;
+    },
+    async list(appId) {
+      return (await q(pool, 'SELECT * FROM templates WHERE app_id = $1 ORDER BY template_id', [appId])).map(
+        toTemplate,
+      );
+    },
+  };
+
+  const toKey = (r: Row): ApiKeyRecord => ({
+    id: String(r.id),
+    name: String(r.name),
+    createdAt: Number(r.created_at),
+    revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+  });
+  const apiKeys: ApiKeyRepo = {
+    async create(i) {
+      const r = await one(
+        pool,
+        'INSERT INTO api_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING *',
+        [i.id, i.name, i.keyHash, i.now],
+      );
+      return toKey(r as Row);
+    },
+    async findByHash(keyHash) {
+      const r = await one(pool, 'SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL', [
+        keyHash,
+      ]);
+      return r ? toKey(r) : null;
+    },
+    async revoke(id, now) {
+      await q(pool, 'UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL', [id, now]);
+    },
+    async list() {
+      return (await q(pool, 'SELECT * FROM api_keys ORDER BY created_at, id')).map(toKey);
+    },
+  };
+
+  const nonces: NonceRepo = {
+    async use(i) {
+      const r = await q(
+        pool,
+        'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING RETURNING 1',
+        [i.nonce, i.expiresAt, i.now],
+      );
+      return r.length === 1;
+    },
+    async purgeExpired(now) {
+      return (await q(pool, 'DELETE FROM consent_nonces WHERE expires_at <= $1 RETURNING 1', [now])).length;
+    },
+  };
+
+  // ---- migrations ----------------------------------------------------------------------------------------
+  const migrate = async (): Promise<number> => {
+    let c: pg.PoolClient;
+    try {
+      c = await pool.connect();
+    } catch (err) {
+      throw wrap(err);
+    }
+    try {
+      // The advisory lock makes concurrent migrate() calls (several instances starting) run one after the other.
+      await c.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      await c.query(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+      );
+      const done = new Set(
+        (await c.query<{ id: number }>('SELECT id FROM schema_migrations')).rows.map((r) => r.id),
+      );
+      let applied = 0;
+      for (const m of postgresMigrations) {
+        if (done.has(m.id)) continue;
+        try {
+          await c.query('BEGIN');
+          await c.query(m.sql);
+          await c.query('INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, $3)', [
+            m.id,
+            m.name,
+            clock.now(),
+          ]);
+          await c.query('COMMIT');
+        } catch (cause) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw new AppError('STORE_MIGRATION_FAILED', {
+            details: { engine: 'postgres', id: m.id, name: m.name },
+            cause,
+          });
+        }
+        applied++;
+      }
+      return applied;
+    } finally {
+      await c.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+      c.release();
+    }
+  };
+
+  let closed = false;
+  return {
+    engine: 'postgres',
+    grants,
+    outbox,
+    templates,
+    apiKeys,
+    nonces,
+    migrate,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (ownsPool) {
+        await pool.end();
+        pool.off('error', onError);
+      }
+    },
+  };
+}
+
+const ROLLBACK = Symbol('rollback');
+
+/** Connection-level failures become STORE_UNAVAILABLE (retryable); SQL errors pass through unchanged. */
+function wrap(err: unknown): unknown {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (
+    typeof code === 'string' &&
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|57P0[1-3]|08\d{3})$/.test(code)
+  ) {
+    return new AppError('STORE_UNAVAILABLE', { cause: err, details: { code } });
+  }
+  return err;
+}

@@ -1,0 +1,786 @@
+// The SQLite implementation of the service store (better-sqlite3): one file, WAL, cached statements, immediate transactions.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { AppError } from '../../errors.js';
+import type { Clock } from '../../util/clock.js';
+import { systemClock } from '../../util/clock.js';
+import {
+  LEASE_EXPIRED_MESSAGE,
+  completionColumns,
+  createIdGenerator,
+  decodeCursor,
+  emptyStats,
+  encodeCursor,
+  grantEffect,
+  pageLimit,
+  toCampaign,
+  toCredit,
+  toGrant,
+  toMessage,
+} from '../common.js';
+import type { GrantEffect, IdGenerator, Row } from '../common.js';
+import type {
+  ApiKeyRecord,
+  ApiKeyRepo,
+  AttemptOutcome,
+  CampaignStats,
+  EnqueueInput,
+  EnqueueResult,
+  GrantRepo,
+  MessageFilter,
+  NonceRepo,
+  OutboxMessage,
+  OutboxRepo,
+  Store,
+  TemplateRecord,
+  TemplateRepo,
+} from '../store.js';
+import { sqliteMigrations } from './migrations/index.js';
+
+/** Options of {@link createSqliteStore}. */
+export type SqliteStoreOptions = {
+  /** Database file; its folder is created. `':memory:'` works for single-connection tests. @example './data/wxsub.db' */
+  path: string;
+  /** Clock for migration timestamps. @default systemClock */
+  clock?: Clock;
+  /** Id generator for rows. @default createIdGenerator() */
+  ids?: IdGenerator;
+  /** How long a write waits for another process's lock, in ms. @default 5000 */
+  busyTimeoutMs?: number;
+};
+
+type Stmt = Database.Statement<unknown[], Row>;
+
+/**
+ * Opens (creating if needed) a SQLite store. Call `migrate()` before use.
+ * @example const store = createSqliteStore({ path: './data/wxsub.db' }); await store.migrate();
+ */
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(options.path);
+  } catch (cause) {
+    throw new AppError('STORE_UNAVAILABLE', { message: 'Could not open the SQLite database', cause });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  const clock = options.clock ?? systemClock;
+  const ids = options.ids ?? createIdGenerator(() => clock.now());
+
+  const cache = new Map<string, Stmt>();
+  const q = (sql: string): Stmt => {
+    let s = cache.get(sql);
+    if (s === undefined) {
+      s = db.prepare<unknown[], Row>(sql);
+      cache.set(sql, s);
+    }
+    return s;
+  };
+  // Immediate transactions take the write lock up front, so two processes never deadlock upgrading a read lock.
+  const tx = <A extends unknown[], R>(fn: (...args: A) => R): ((...args: A) => R) => {
+    const t = db.transaction(fn);
+    return (...args: A) => t.immediate(...args);
+  };
+  const json = (v: unknown): string => JSON.stringify(v);
+
+  // ---- grants -------------------------------------------------------------------------------------------
+  const grantByKey = 'SELECT * FROM grants WHERE app_id = ? AND openid = ? AND template_id = ? AND scene = ?';
+  const recordOneTime = tx(
+    (i: { appId: string; openid: string; templateId: string; scene: number; now: number }) => {
+      const row = q(grantByKey).get(i.appId, i.openid, i.templateId, i.scene);
+      if (row === undefined) {
+        const r = q(
+          `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at, closed_at)
+         VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, NULL) RETURNING *`,
+        ).get(ids(), i.appId, i.openid, i.templateId, i.scene, i.now, i.now, i.now) as Row;
+        return { grant: toGrant(r), created: true };
+      }
+      const reopen = row.state === 'consumed' || row.state === 'revoked';
+      const r = q(
+        `UPDATE grants SET state = CASE WHEN ? THEN 'available' ELSE state END,
+         closed_at = CASE WHEN ? THEN NULL ELSE closed_at END, confirmed_at = ?, updated_at = ?
+       WHERE id = ? RETURNING *`,
+      ).get(reopen ? 1 : 0, reopen ? 1 : 0, i.now, i.now, row.id) as Row;
+      return { grant: toGrant(r), created: reopen };
+    },
+  );
+
+  const availableScenes = (appId: string, openid: string, templateId: string): number[] =>
+    q(
+      `SELECT scene FROM grants WHERE app_id = ? AND openid = ? AND template_id = ? AND state = 'available' ORDER BY scene`,
+    )
+      .all(appId, openid, templateId)
+      .map((r) => Number(r.scene));
+  const creditOf = (appId: string, openid: string, templateId: string): Row | undefined =>
+    q('SELECT * FROM notification_credits WHERE app_id = ? AND openid = ? AND template_id = ?').get(
+      appId,
+      openid,
+      templateId,
+    );
+
+  const grants: GrantRepo = {
+    async recordOneTime(i) {
+      return recordOneTime(i);
+    },
+    async recordRefusal(i) {
+      q(
+        'INSERT INTO refusals (id, app_id, template_id, scene, openid, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ).run(ids(), i.appId, i.templateId, i.scene, i.openid ?? null, i.now);
+    },
+    async consume(i) {
+      const r = q(
+        `UPDATE grants SET state = 'consumed', closed_at = ?, updated_at = ?
+         WHERE app_id = ? AND openid = ? AND template_id = ? AND scene = ? AND state = 'available'`,
+      ).run(i.now, i.now, i.appId, i.openid, i.templateId, i.scene);
+      return r.changes === 1;
+    },
+    async revoke(i) {
+      const r = q(
+        `UPDATE grants SET state = 'revoked', closed_at = ?, updated_at = ?
+         WHERE app_id = ? AND openid = ? AND template_id = ? AND (? IS NULL OR scene = ?) AND state IN ('available', 'reserved')`,
+      ).run(i.now, i.now, i.appId, i.openid, i.templateId, i.scene ?? null, i.scene ?? null);
+      return r.changes;
+    },
+    async availableScenes(i) {
+      return availableScenes(i.appId, i.openid, i.templateId);
+    },
+    async knownScenes(i) {
+      return q('SELECT scene FROM grants WHERE app_id = ? AND openid = ? AND template_id = ? ORDER BY scene')
+        .all(i.appId, i.openid, i.templateId)
+        .map((r) => Number(r.scene));
+    },
+    async get(i) {
+      const r = q(grantByKey).get(i.appId, i.openid, i.templateId, i.scene);
+      return r === undefined ? null : toGrant(r);
+    },
+    async listAvailable(i) {
+      const after = decodeCursor('g', i.cursor);
+      const limit = pageLimit(i.limit);
+      const where = [`app_id = ?`, `state = 'available'`];
+      const args: unknown[] = [i.appId];
+      if (i.openid !== undefined) {
+        where.push('openid = ?');
+        args.push(i.openid);
+      }
+      if (i.templateId !== undefined) {
+        where.push('template_id = ?');
+        args.push(i.templateId);
+      }
+      if (after !== null) {
+        where.push('id > ?');
+        args.push(after);
+      }
+      const rows = q(`SELECT * FROM grants WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`).all(
+        ...args,
+        limit + 1,
+      );
+      const items = rows.slice(0, limit).map(toGrant);
+      const last = items[items.length - 1];
+      return { items, nextCursor: rows.length > limit && last ? encodeCursor('g', last.id) : null };
+    },
+    async countRefusals(i) {
+      const r =
+        i.templateId === undefined
+          ? q('SELECT COUNT(*) AS n FROM refusals WHERE app_id = ?').get(i.appId)
+          : q('SELECT COUNT(*) AS n FROM refusals WHERE app_id = ? AND template_id = ?').get(
+              i.appId,
+              i.templateId,
+            );
+      return Number(r?.n ?? 0);
+    },
+    async addNotificationCredits(i) {
+      const r = q(
+        `INSERT INTO notification_credits (id, app_id, openid, template_id, available, reserved, long_term, updated_at)
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+         ON CONFLICT (app_id, openid, template_id) DO UPDATE SET available = available + excluded.available,
+           long_term = MAX(long_term, excluded.long_term), updated_at = excluded.updated_at
+         RETURNING *`,
+      ).get(
+        ids(),
+        i.appId,
+        i.openid,
+        i.templateId,
+        Math.max(0, Math.floor(i.count)),
+        i.longTerm ? 1 : 0,
+        i.now,
+      ) as Row;
+      return toCredit(r);
+    },
+    async clearNotificationCredits(i) {
+      q(
+        `UPDATE notification_credits SET available = 0, long_term = 0, updated_at = ?
+         WHERE app_id = ? AND openid = ? AND template_id = ?`,
+      ).run(i.now, i.appId, i.openid, i.templateId);
+    },
+    async getNotificationCredit(i) {
+      const r = creditOf(i.appId, i.openid, i.templateId);
+      return r === undefined ? null : toCredit(r);
+    },
+    async listForUser(i) {
+      const t = i.templateId ?? null;
+      const g = q(
+        'SELECT * FROM grants WHERE app_id = ? AND openid = ? AND (? IS NULL OR template_id = ?) ORDER BY template_id, scene',
+      ).all(i.appId, i.openid, t, t);
+      const c = q(
+        'SELECT * FROM notification_credits WHERE app_id = ? AND openid = ? AND (? IS NULL OR template_id = ?) ORDER BY template_id',
+      ).all(i.appId, i.openid, t, t);
+      return { grants: g.map(toGrant), credits: c.map(toCredit) };
+    },
+  };
+
+  // ---- outbox -------------------------------------------------------------------------------------------
+  const insertMessage = (m: {
+    appId: string;
+    kind: string;
+    openid: string;
+    templateId: string;
+    scene: number | null;
+    grantId: string | null;
+    creditReserved: boolean;
+    payload: unknown;
+    campaignId: string | null;
+    idempotencyKey: string | null;
+    requestHash: string | null;
+    now: number;
+  }): Row =>
+    q(
+      `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, grant_id, credit_reserved, payload, status, attempts,
+         next_attempt_at, campaign_id, idempotency_key, request_hash, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?) RETURNING *`,
+    ).get(
+      ids(),
+      m.appId,
+      m.kind,
+      m.openid,
+      m.templateId,
+      m.scene,
+      m.grantId,
+      m.creditReserved ? 1 : 0,
+      json(m.payload),
+      m.now,
+      m.campaignId,
+      m.idempotencyKey,
+      m.requestHash,
+      m.now,
+      m.now,
+    ) as Row;
+
+  const reserveCredit = (appId: string, openid: string, templateId: string, now: number): Row | undefined =>
+    q(
+      `UPDATE notification_credits SET
+         available = CASE WHEN long_term = 1 THEN available ELSE available - 1 END,
+         reserved = CASE WHEN long_term = 1 THEN reserved ELSE reserved + 1 END, updated_at = ?
+       WHERE app_id = ? AND openid = ? AND template_id = ? AND (long_term = 1 OR available > 0) RETURNING long_term`,
+    ).get(now, appId, openid, templateId);
+
+  const enqueue = tx((i: EnqueueInput): EnqueueResult => {
+    const key = i.idempotencyKey ?? null;
+    if (key !== null) {
+      const existing = q('SELECT * FROM messages WHERE app_id = ? AND idempotency_key = ?').get(i.appId, key);
+      if (existing !== undefined) {
+        if ((existing.request_hash ?? null) !== (i.requestHash ?? null)) {
+          return { ok: false, reason: 'idempotency-conflict', existingId: String(existing.id) };
+        }
+        return { ok: true, message: toMessage(existing), created: false };
+      }
+    }
+    let grantId: string | null = null;
+    let scene: number | null = null;
+    let creditReserved = false;
+    if (i.kind === 'one-time') {
+      const g =
+        typeof i.scene === 'number'
+          ? q(
+              `UPDATE grants SET state = 'reserved', updated_at = ?
+               WHERE app_id = ? AND openid = ? AND template_id = ? AND scene = ? AND state = 'available' RETURNING id, scene`,
+            ).get(i.now, i.appId, i.openid, i.templateId, i.scene)
+          : q(
+              `UPDATE grants SET state = 'reserved', updated_at = ? WHERE id = (
+                 SELECT id FROM grants WHERE app_id = ? AND openid = ? AND template_id = ? AND state = 'available'
+                 ORDER BY scene LIMIT 1) RETURNING id, scene`,
+            ).get(i.now, i.appId, i.openid, i.templateId);
+      if (g === undefined) return noGrant(i);
+      grantId = String(g.id);
+      scene = Number(g.scene);
+    } else {
+      const c = reserveCredit(i.appId, i.openid, i.templateId, i.now);
+      if (c === undefined) return noGrant(i);
+      creditReserved = Number(c.long_term) !== 1;
+    }
+    const row = insertMessage({
+      appId: i.appId,
+      kind: i.kind,
+      openid: i.openid,
+      templateId: i.templateId,
+      scene,
+      grantId,
+      creditReserved,
+      payload: i.payload,
+      campaignId: i.campaignId ?? null,
+      idempotencyKey: key,
+      requestHash: i.requestHash ?? null,
+      now: i.now,
+    });
+    return { ok: true, message: toMessage(row), created: true };
+  });
+  const noGrant = (i: EnqueueInput): EnqueueResult => {
+    const c = creditOf(i.appId, i.openid, i.templateId);
+    return {
+      ok: false,
+      reason: 'no-grant',
+      heldScenes: availableScenes(i.appId, i.openid, i.templateId),
+      notificationCredits: c === undefined ? 0 : Number(c.available),
+    };
+  };
+
+  const applyCreditEffect = (r: Row, effect: GrantEffect, now: number): void => {
+    const held = Number(r.credit_reserved) === 1 ? 1 : 0;
+    if (effect === 'none' || (effect === 'consume' && held === 0)) return;
+    q(
+      `UPDATE notification_credits SET
+         available = CASE ? WHEN 'release' THEN available + ? WHEN 'revoke' THEN 0 ELSE available END,
+         reserved = MAX(reserved - ?, 0),
+         long_term = CASE WHEN ? = 'revoke' THEN 0 ELSE long_term END, updated_at = ?
+       WHERE app_id = ? AND openid = ? AND template_id = ?`,
+    ).run(effect, held, held, effect, now, r.app_id, r.openid, r.template_id);
+  };
+  const applyGrantEffect = (r: Row, effect: GrantEffect, now: number): void => {
+    if (r.kind === 'notification') return applyCreditEffect(r, effect, now);
+    if (r.grant_id === null || r.grant_id === undefined) return;
+    if (effect === 'consume') {
+      q(
+        `UPDATE grants SET state = 'consumed', closed_at = ?, updated_at = ? WHERE id = ? AND state = 'reserved'`,
+      ).run(now, now, r.grant_id);
+    } else if (effect === 'release') {
+      q(`UPDATE grants SET state = 'available', updated_at = ? WHERE id = ? AND state = 'reserved'`).run(
+        now,
+        r.grant_id,
+      );
+    } else if (effect === 'revoke') {
+      q(
+        `UPDATE grants SET state = 'revoked', closed_at = ?, updated_at = ? WHERE id = ? AND state IN ('reserved', 'available')`,
+      ).run(now, now, r.grant_id);
+    }
+  };
+
+  const completeOne = (i: { id: string; owner: string; outcome: AttemptOutcome; now: number }): boolean => {
+    const c = completionColumns(i.outcome, i.now);
+    const r = q(
+      `UPDATE messages SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), lease_owner = NULL, lease_until = NULL,
+         last_errcode = ?, error_code = ?, error_message = ?, msgid = COALESCE(?, msgid), sent_at = COALESCE(?, sent_at), updated_at = ?
+       WHERE id = ? AND status = 'sending' AND lease_owner = ?
+       RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
+    ).get(
+      c.status,
+      c.nextAttemptAt,
+      c.lastErrcode,
+      c.errorCode,
+      c.errorMessage,
+      c.msgid,
+      c.sentAt,
+      i.now,
+      i.id,
+      i.owner,
+    );
+    if (r === undefined) return false;
+    applyGrantEffect(r, grantEffect(i.outcome), i.now);
+    return true;
+  };
+  const complete = tx(completeOne);
+  const completeMany = tx(
+    (i: { owner: string; items: { id: string; outcome: AttemptOutcome }[]; now: number }) =>
+      i.items.map((it) => completeOne({ id: it.id, owner: i.owner, outcome: it.outcome, now: i.now })),
+  );
+
+  const claim = tx(
+    (i: {
+      owner: string;
+      limit: number;
+      leaseMs: number;
+      now: number;
+      excludeAppIds?: string[];
+    }): OutboxMessage[] => {
+      // Notifications whose sender vanished mid-send may have been delivered, and their credits stack: never resend.
+      const expired = q(
+        `UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = ?, updated_at = ?
+       WHERE status = 'sending' AND kind = 'notification' AND lease_until <= ?
+       RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
+      ).all(LEASE_EXPIRED_MESSAGE, i.now, i.now);
+      for (const r of expired) applyCreditEffect(r, 'consume', i.now);
+      const limit = Math.max(0, Math.floor(i.limit));
+      if (limit === 0) return [];
+      const excluded = json(i.excludeAppIds ?? []);
+      const leaseUntil = i.now + i.leaseMs;
+      // One-time grants cannot stack, so a dead sender's message is retried, flagged for the dispatcher's 43101 logic.
+      const reclaimed = q(
+        `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?,
+         error_code = 'DELIVERY_MAY_HAVE_LEFT'
+       WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND kind = 'one-time' AND lease_until <= ?
+         AND app_id NOT IN (SELECT value FROM json_each(?)) ORDER BY lease_until LIMIT ?) RETURNING *`,
+      ).all(i.owner, leaseUntil, i.now, i.now, excluded, limit);
+      const rest = limit - reclaimed.length;
+      const fresh =
+        rest <= 0
+          ? []
+          : q(
+              `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+             WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= ?
+               AND app_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at, id LIMIT ?) RETURNING *`,
+            ).all(i.owner, leaseUntil, i.now, i.now, excluded, rest);
+      return [...reclaimed, ...fresh]
+        .map(toMessage)
+        .sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : 1));
+    },
+  );
+
+  const countMessages = (f: { appId?: string; campaignId?: string }): CampaignStats => {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (f.appId !== undefined) {
+      where.push('app_id = ?');
+      args.push(f.appId);
+    }
+    if (f.campaignId !== undefined) {
+      where.push('campaign_id = ?');
+      args.push(f.campaignId);
+    }
+    const sql = `SELECT status, COUNT(*) AS n FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY status`;
+    const stats = emptyStats();
+    for (const r of q(sql).all(...args)) {
+      const n = Number(r.n);
+      stats[r.status as keyof CampaignStats] = n;
+      stats.total += n;
+    }
+    return stats;
+  };
+
+  const enqueueBatch = tx((i: { campaignId: string; batchSize: number; now: number }): number => {
+    const c = q('SELECT * FROM campaigns WHERE id = ?').get(i.campaignId);
+    if (c === undefined || c.status !== 'enqueuing') return 0;
+    const camp = toCampaign(c);
+    const after = c.progress_openid === null ? '' : String(c.progress_openid);
+    const size = Math.max(1, Math.floor(i.batchSize));
+    let n = 0;
+    let last: string | null = null;
+    if (camp.kind === 'one-time') {
+      const f = camp.sceneFilter;
+      const scenes = f?.scenes === undefined ? null : json(f.scenes);
+      // One message per holder: the lowest matching available scene of each openid (SQLite takes `id` from the MIN row).
+      const rows = q(
+        `SELECT openid, MIN(scene) AS scene, id FROM grants
+         WHERE app_id = ? AND template_id = ? AND state = 'available' AND openid > ? AND scene >= ? AND scene <= ?
+           AND (? IS NULL OR scene IN (SELECT value FROM json_each(?)))
+         GROUP BY openid ORDER BY openid LIMIT ?`,
+      ).all(camp.appId, camp.templateId, after, f?.min ?? -1, f?.max ?? 2_147_483_647, scenes, scenes, size);
+      for (const g of rows) {
+        last = String(g.openid);
+        const ok = q(
+          `UPDATE grants SET state = 'reserved', updated_at = ? WHERE id = ? AND state = 'available'`,
+        ).run(i.now, g.id);
+        if (ok.changes !== 1) continue;
+        insertMessage({
+          appId: camp.appId,
+          kind: 'one-time',
+          openid: last,
+          templateId: camp.templateId,
+          scene: Number(g.scene),
+          grantId: String(g.id),
+          creditReserved: false,
+          payload: camp.payload,
+          campaignId: camp.id,
+          idempotencyKey: null,
+          requestHash: null,
+          now: i.now,
+        });
+        n++;
+      }
+    } else {
+      const rows = q(
+        `SELECT openid FROM notification_credits WHERE app_id = ? AND template_id = ? AND openid > ? AND (long_term = 1 OR available > 0)
+         ORDER BY openid LIMIT ?`,
+      ).all(camp.appId, camp.templateId, after, size);
+      for (const r of rows) {
+        last = String(r.openid);
+        const res = reserveCredit(camp.appId, last, camp.templateId, i.now);
+        if (res === undefined) continue;
+        insertMessage({
+          appId: camp.appId,
+          kind: 'notification',
+          openid: last,
+          templateId: camp.templateId,
+          scene: null,
+          grantId: null,
+          creditReserved: Number(res.long_term) !== 1,
+          payload: camp.payload,
+          campaignId: camp.id,
+          idempotencyKey: null,
+          requestHash: null,
+          now: i.now,
+        });
+        n++;
+      }
+    }
+    if (last === null) {
+      q(`UPDATE campaigns SET status = 'running', updated_at = ? WHERE id = ?`).run(i.now, camp.id);
+    } else {
+      q('UPDATE campaigns SET progress_openid = ?, enqueued = enqueued + ?, updated_at = ? WHERE id = ?').run(
+        last,
+        n,
+        i.now,
+        camp.id,
+      );
+    }
+    return n;
+  });
+
+  const cancelCampaign = tx((i: { id: string; now: number }): number => {
+    q(
+      `UPDATE campaigns SET status = 'cancelled', updated_at = ? WHERE id = ? AND status IN ('enqueuing', 'running')`,
+    ).run(i.now, i.id);
+    const rows = q(
+      `UPDATE messages SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = ?
+       WHERE campaign_id = ? AND status = 'queued' RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
+    ).all(i.now, i.id);
+    for (const r of rows) applyGrantEffect(r, 'release', i.now);
+    return rows.length;
+  });
+
+  const outbox: OutboxRepo = {
+    async enqueueMessage(i) {
+      return enqueue(i);
+    },
+    async claim(i) {
+      return claim(i);
+    },
+    async complete(i) {
+      return complete(i);
+    },
+    async completeMany(i) {
+      return i.items.length === 0 ? [] : completeMany(i);
+    },
+    async extendLease(i) {
+      if (i.ids.length === 0) return;
+      q(
+        `UPDATE messages SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ? AND status = 'sending'`,
+      ).run(i.leaseUntil, json(i.ids), i.owner);
+    },
+    async getMessage(id) {
+      const r = q('SELECT * FROM messages WHERE id = ?').get(id);
+      return r === undefined ? null : toMessage(r);
+    },
+    async listMessages(f: MessageFilter) {
+      const before = decodeCursor('m', f.cursor);
+      const limit = pageLimit(f.limit);
+      const where: string[] = [];
+      const args: unknown[] = [];
+      for (const [col, v] of [
+        ['app_id', f.appId],
+        ['status', f.status],
+        ['template_id', f.templateId],
+        ['openid', f.openid],
+        ['campaign_id', f.campaignId],
+      ] as const) {
+        if (v !== undefined) {
+          where.push(`${col} = ?`);
+          args.push(v);
+        }
+      }
+      if (before !== null) {
+        where.push('id < ?');
+        args.push(before);
+      }
+      const rows = q(
+        `SELECT * FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`,
+      ).all(...args, limit + 1);
+      const items = rows.slice(0, limit).map(toMessage);
+      const last = items[items.length - 1];
+      return { items, nextCursor: rows.length > limit && last ? encodeCursor('m', last.id) : null };
+    },
+    async countMessages(f) {
+      return countMessages(f);
+    },
+    async createCampaign(i) {
+      const r = q(
+        `INSERT INTO campaigns (id, app_id, name, kind, template_id, scene_filter, payload, status, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'enqueuing', ?, ?) RETURNING *`,
+      ).get(
+        ids(),
+        i.appId,
+        i.name,
+        i.kind,
+        i.templateId,
+        i.sceneFilter === null ? null : json(i.sceneFilter),
+        json(i.payload),
+        i.now,
+        i.now,
+      ) as Row;
+      return toCampaign(r);
+    },
+    async enqueueCampaignBatch(i) {
+      // A batch whose candidates were all taken concurrently advances the cursor; keep going until work or the end.
+      for (;;) {
+        const before = q('SELECT progress_openid FROM campaigns WHERE id = ?').get(i.campaignId);
+        const n = enqueueBatch(i);
+        if (n > 0) return n;
+        const after = q('SELECT status, progress_openid FROM campaigns WHERE id = ?').get(i.campaignId);
+        if (
+          after === undefined ||
+          after.status !== 'enqueuing' ||
+          after.progress_openid === before?.progress_openid
+        )
+          return 0;
+      }
+    },
+    async getCampaign(id) {
+      const r = q('SELECT * FROM campaigns WHERE id = ?').get(id);
+      return r === undefined ? null : { ...toCampaign(r), stats: countMessages({ campaignId: id }) };
+    },
+    async cancelCampaign(i) {
+      return cancelCampaign(i);
+    },
+    async listEnqueuingCampaigns() {
+      return q(`SELECT * FROM campaigns WHERE status = 'enqueuing' ORDER BY id`).all().map(toCampaign);
+    },
+    async finishCampaignIfDrained(i) {
+      const r = q(
+        `UPDATE campaigns SET status = 'done', updated_at = ? WHERE id = ? AND status = 'running'
+           AND NOT EXISTS (SELECT 1 FROM messages WHERE campaign_id = ? AND status IN ('queued', 'sending'))`,
+      ).run(i.now, i.id, i.id);
+      return r.changes === 1;
+    },
+    async pauseApp(i) {
+      q(
+        `INSERT INTO app_pauses (app_id, until, reason) VALUES (?, ?, ?)
+         ON CONFLICT (app_id) DO UPDATE SET until = excluded.until, reason = excluded.reason`,
+      ).run(i.appId, i.until, i.reason);
+    },
+    async pausedApps(now) {
+      return q('SELECT app_id, until, reason FROM app_pauses WHERE until > ? ORDER BY app_id')
+        .all(now)
+        .map((r) => ({ appId: String(r.app_id), until: Number(r.until), reason: String(r.reason) }));
+    },
+  };
+
+  // ---- templates, keys, nonces ---------------------------------------------------------------------------
+  const toTemplate = (r: Row): TemplateRecord => {
+    const t: TemplateRecord = {
+      appId: String(r.app_id),
+      templateId: String(r.template_id),
+      kind: r.kind as TemplateRecord['kind'],
+      title: String(r.title),
+      keywords: JSON.parse(String(r.keywords)) as TemplateRecord['keywords'],
+    };
+    if (r.type !== null && r.type !== undefined) t.type = Number(r.type);
+    return t;
+  };
+  const templates: TemplateRepo = {
+    async upsert(t) {
+      q(
+        `INSERT INTO templates (app_id, template_id, kind, title, keywords, type) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (app_id, template_id) DO UPDATE SET kind = excluded.kind, title = excluded.title,
+           keywords = excluded.keywords, type = excluded.type`,
+      ).run(t.appId, t.templateId, t.kind, t.title, json(t.keywords), t.type ?? null);
+    },
+    async get(appId, templateId) {
+      const r = q('SELECT * FROM templates WHERE app_id = ? AND template_id = ?').get(appId, templateId);
+      return r === undefined ? null : toTemplate(r);
+    },
+    async list(appId) {
+      return q('SELECT * FROM templates WHERE app_id = ? ORDER BY template_id').all(appId).map(toTemplate);
+    },
+  };
+
+  const toKey = (r: Row): ApiKeyRecord => ({
+    id: String(r.id),
+    name: String(r.name),
+    createdAt: Number(r.created_at),
+    revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+  });
+  const apiKeys: ApiKeyRepo = {
+    async create(i) {
+      const r = q(
+        'INSERT INTO api_keys (id, name, key_hash, created_at) VALUES (?, ?, ?, ?) RETURNING *',
+      ).get(i.id, i.name, i.keyHash, i.now) as Row;
+      return toKey(r);
+    },
+    async findByHash(keyHash) {
+      const r = q('SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL').get(keyHash);
+      return r === undefined ? null : toKey(r);
+    },
+    async revoke(id, now) {
+      q('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id);
+    },
+    async list() {
+      return q('SELECT * FROM api_keys ORDER BY created_at, id').all().map(toKey);
+    },
+  };
+
+  const nonces: NonceRepo = {
+    async use(i) {
+      const r = q(
+        'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?) ON CONFLICT (nonce) DO NOTHING',
+      ).run(i.nonce, i.expiresAt, i.now);
+      return r.changes === 1;
+    },
+    async purgeExpired(now) {
+      return q('DELETE FROM consent_nonces WHERE expires_at <= ?').run(now).changes;
+    },
+  };
+
+  // ---- migrations ----------------------------------------------------------------------------------------
+  const migrate = tx((): number => {
+    db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+    );
+    const done = new Set(
+      db
+        .prepare<[], { id: number }>('SELECT id FROM schema_migrations')
+        .all()
+        .map((r) => r.id),
+    );
+    let applied = 0;
+    for (const m of sqliteMigrations) {
+      if (done.has(m.id)) continue;
+      try {
+        db.exec(m.sql);
+      } catch (cause) {
+        throw new AppError('STORE_MIGRATION_FAILED', {
+          details: { engine: 'sqlite', id: m.id, name: m.name },
+          cause,
+        });
+      }
+      db.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)').run(
+        m.id,
+        m.name,
+        clock.now(),
+      );
+      applied++;
+    }
+    return applied;
+  });
+
+  let closed = false;
+  return {
+    engine: 'sqlite',
+    grants,
+    outbox,
+    templates,
+    apiKeys,
+    nonces,
+    async migrate() {
+      const n = migrate();
+      cache.clear();
+      return n;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      cache.clear();
+      db.close();
+    },
+  };
+}
