@@ -371,10 +371,38 @@ export interface ApiKeyRepo {
   list(): Promise<ApiKeyRecord[]>;
 }
 
+/**
+ * Input of {@link NonceRepo.redeemOneTime}: the consent nonce to spend and the callback's outcome to record with it.
+ * A confirm carries the openid; a cancel may carry one (WeChat sends it when it knows the user).
+ */
+export type RedeemOneTimeInput = {
+  nonce: string;
+  /** When the nonce's token expires (rows past it may be purged). */
+  expiresAt: number;
+  appId: string;
+  templateId: string;
+  scene: number;
+  now: number;
+} & ({ action: 'confirm'; openid: string } | { action: 'cancel'; openid?: string });
+
+/** Result of {@link NonceRepo.redeemOneTime}. `fresh: false` = the nonce was used before and nothing was written. */
+export type RedeemOneTimeResult =
+  | { fresh: false }
+  | ({ fresh: true; action: 'confirm' } & RecordGrantResult)
+  | { fresh: true; action: 'cancel' };
+
 /** Single-use consent nonces (the `reserved` token's id). */
 export interface NonceRepo {
   /** Marks a nonce used; false if it was used before. Rows past `expiresAt` may be purged. */
   use(input: { nonce: string; expiresAt: number; now: number }): Promise<boolean>;
+  /**
+   * In ONE transaction: marks the nonce used and records the callback's outcome, a confirm exactly as
+   * {@link GrantRepo.recordOneTime} or a cancel as {@link GrantRepo.recordRefusal}. A nonce used before
+   * (a replayed callback) changes nothing and returns `{ fresh: false }`; of many concurrent redeems of one
+   * nonce exactly one is fresh. The consent callback's single write, so a crash never spends a nonce
+   * without its grant or writes a grant whose nonce stays usable.
+   */
+  redeemOneTime(input: RedeemOneTimeInput): Promise<RedeemOneTimeResult>;
   /** Deletes expired nonces; returns how many. */
   purgeExpired(now: number): Promise<number>;
 }

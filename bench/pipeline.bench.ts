@@ -1,0 +1,196 @@
+// Benchmark `pipeline`: a 100,000-message campaign end to end (enqueue → dispatch → emulator → outcome recorded)
+// through a real `wxsub serve` process, on SQLite and on PostgreSQL, next to the bare undici limit against the same
+// emulator (its own process) in the same run, plus the service's peak RSS.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { createPostgresStore } from '../src/store/postgres/postgres-store.js';
+import { createSqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import type { Engine, Store } from '../src/store/store.js';
+import { createWeChatClient } from '../src/wechat/client.js';
+import { createTempDatabase, pgAvailable } from '../test/support/services.js';
+import { runConcurrent, type Bench, type BenchResult } from './harness.js';
+import { BENCH_APP, benchOpenid } from './pipeline-emulator.js';
+
+const N = Number(process.env.WXSUB_BENCH_PIPELINE_N ?? 100_000);
+const CONCURRENCY = 64;
+const BATCH = 500;
+const TARGET = 'ratio >= 0.5 and peak RSS <= 300 MB';
+
+function waitLine(child: ChildProcess, re: RegExp, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = re.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${out.slice(-2000)}`)));
+  });
+}
+
+async function startEmulatorProcess(): Promise<{ child: ChildProcess; baseUrl: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/pipeline-emulator.ts', String(N)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const line = await waitLine(child, /(\{"baseUrl":"[^"]+"\})/, 'emulator');
+  return { child, baseUrl: (JSON.parse(line) as { baseUrl: string }).baseUrl };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await gone;
+  clearTimeout(t);
+}
+
+/** Peak resident set size of a live process in MB (Linux VmHWM). */
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m?.[1] ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** Requests per second of a bare undici Pool posting the same sends (scene 1) at the same concurrency. */
+async function bareUndici(baseUrl: string): Promise<number> {
+  const sdk = createWeChatClient({}, { appId: BENCH_APP.appId, secret: BENCH_APP.secret, baseUrl });
+  const token = await sdk.getAccessToken();
+  await sdk.close();
+  const pool = new Pool(baseUrl, { connections: CONCURRENCY });
+  let ok = 0;
+  const ms = await runConcurrent(N, CONCURRENCY, async (i) => {
+    const res = await pool.request({
+      method: 'POST',
+      path: `/cgi-bin/message/template/subscribe?access_token=${token}`,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        touser: benchOpenid(i),
+        template_id: BENCH_APP.templateId,
+        scene: '1',
+        title: '上新提醒',
+        data: { content: { value: '新品已上架' } },
+      }),
+    });
+    const body = (await res.body.json()) as { errcode?: number };
+    if (body.errcode === 0) ok++;
+  });
+  await pool.close();
+  if (ok !== N) throw new Error(`baseline: only ${ok} of ${N} sends succeeded`);
+  return (N / ms) * 1000;
+}
+
+async function seed(store: Store): Promise<void> {
+  const now = Date.now();
+  const chunk = store.engine === 'postgres' ? 32 : 1;
+  for (let i = 0; i < N; i += chunk) {
+    await Promise.all(
+      Array.from({ length: Math.min(chunk, N - i) }, (_, k) =>
+        store.grants.recordOneTime({
+          appId: BENCH_APP.appId,
+          openid: benchOpenid(i + k),
+          templateId: BENCH_APP.templateId,
+          scene: 2,
+          now,
+        }),
+      ),
+    );
+  }
+}
+
+async function runEngine(engine: Engine): Promise<BenchResult> {
+  const name = `pipeline-${engine}`;
+  if (engine === 'postgres' && !(await pgAvailable())) {
+    return { name, metrics: {}, target: TARGET, met: false, notes: 'PostgreSQL not reachable: not measured' };
+  }
+  let dir: string | undefined;
+  let dropDb: (() => Promise<void>) | undefined;
+  let target: string;
+  let store: Store;
+  if (engine === 'sqlite') {
+    dir = mkdtempSync(join(tmpdir(), 'wxsub-bench-pipeline-'));
+    target = join(dir, 'wxsub.db');
+    store = createSqliteStore({ path: target });
+  } else {
+    const db = await createTempDatabase('wxsub_bench');
+    dropDb = () => db.drop();
+    target = db.url;
+    store = createPostgresStore({ url: db.url });
+  }
+  const emu = await startEmulatorProcess();
+  let serve: ChildProcess | undefined;
+  try {
+    await store.migrate();
+    await seed(store);
+    const barePerSec = await bareUndici(emu.baseUrl);
+
+    serve = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH ?? '',
+        WXSUB_PORT: '0',
+        WXSUB_LOG_LEVEL: 'warn',
+        WXSUB_WECHAT_APP_ID: BENCH_APP.appId,
+        WXSUB_WECHAT_APP_SECRET: BENCH_APP.secret,
+        WXSUB_WECHAT_BASE_URL: emu.baseUrl,
+        WXSUB_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+        WXSUB_DELIVERY_BATCH_SIZE: String(BATCH),
+        WXSUB_DELIVERY_RATE_PER_SECOND: '1000000',
+        ...(engine === 'postgres' ? { DATABASE_URL: target } : { WXSUB_SQLITE_PATH: target }),
+      },
+    });
+    await waitLine(serve, /listening on (http:\/\/\S+)/, 'wxsub serve');
+    const t0 = performance.now();
+    const campaign = await store.outbox.createCampaign({
+      appId: BENCH_APP.appId,
+      name: 'bench',
+      kind: 'one-time',
+      templateId: BENCH_APP.templateId,
+      sceneFilter: { scenes: [2] },
+      payload: { title: '上新提醒', content: '新品已上架' },
+      now: Date.now(),
+    });
+    for (;;) {
+      const c = await store.outbox.getCampaign(campaign.id);
+      if (c?.status === 'done') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const ms = performance.now() - t0;
+    const rssMb = serve.pid === undefined ? Number.NaN : peakRssMb(serve.pid);
+    const stats = (await store.outbox.getCampaign(campaign.id))?.stats;
+    const pipelinePerSec = (N / ms) * 1000;
+    const ratio = pipelinePerSec / barePerSec;
+    return {
+      name,
+      metrics: {
+        messages: N,
+        pipelinePerSec,
+        undiciPerSec: barePerSec,
+        peakRssMb: rssMb,
+        sent: stats?.sent ?? 0,
+      },
+      ratio,
+      target: TARGET,
+      met: ratio >= 0.5 && rssMb <= 300 && stats?.sent === N,
+      notes: `${engine}: wxsub serve (concurrency ${CONCURRENCY}, batch ${BATCH}) vs undici Pool (${CONCURRENCY} connections) against one emulator process; peak RSS = VmHWM of the serve process (runs under tsx)`,
+    };
+  } finally {
+    if (serve !== undefined) await stopChild(serve);
+    await stopChild(emu.child);
+    await store.close();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    await dropDb?.();
+  }
+}
+
+/** The pipeline benchmark (two results: SQLite and PostgreSQL). */
+export const bench: Bench = {
+  name: 'pipeline',
+  async run() {
+    return [await runEngine('sqlite'), await runEngine('postgres')];
+  },
+};

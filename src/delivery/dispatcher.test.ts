@@ -1,0 +1,383 @@
+// Dispatcher unit tests on a real SQLite store with a scripted stand-in for the WeChat client and a manual clock.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { OneTimePayload, Store } from '../store/store.js';
+import { ManualClock } from '../util/clock.js';
+import { createDispatcher, type DeliverySender, type DispatcherOptions } from './dispatcher.js';
+import { createMemoryRateLimiter } from './rate-limit/memory.js';
+
+const APP = 'wxapp';
+const TPL = 'tpl-one';
+const payload: OneTimePayload = { title: 'Hello', content: 'World' };
+
+type Call = { kind: 'one-time' | 'notification'; touser: string };
+type Script = (call: Call, n: number) => unknown;
+
+function apiError(errcode: number): Error {
+  return Object.assign(new Error(`errcode ${errcode}`), {
+    name: 'WeChatApiError',
+    errcode,
+    errmsg: `e${errcode}`,
+  });
+}
+function timeoutAfterLeaving(): Error {
+  return Object.assign(new Error('timed out'), { name: 'WeChatTimeoutError', requestMayHaveLeft: true });
+}
+
+let dir: string;
+let store: Store;
+let clock: ManualClock;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'wxsub-dispatch-'));
+  store = createSqliteStore({ path: join(dir, 'db.sqlite') });
+  await store.migrate();
+  clock = new ManualClock(Date.UTC(2026, 0, 1, 2, 0, 0));
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function scripted(script: Script): { sender: DeliverySender; calls: Call[] } {
+  const calls: Call[] = [];
+  const perUser = new Map<string, number>();
+  const run = (call: Call) => {
+    calls.push(call);
+    const n = (perUser.get(call.touser) ?? 0) + 1;
+    perUser.set(call.touser, n);
+    const r = script(call, n);
+    return r instanceof Error ? Promise.reject(r) : Promise.resolve(r);
+  };
+  return {
+    calls,
+    sender: {
+      sendOneTime: (i) => run({ kind: 'one-time', touser: i.touser }),
+      sendNotification: (i) => run({ kind: 'notification', touser: i.touser }),
+    },
+  };
+}
+
+const opts: DispatcherOptions = {
+  concurrency: 4,
+  batchSize: 50,
+  leaseMs: 30_000,
+  pollIntervalMs: 20,
+  maxAttempts: 4,
+  backoffBaseMs: 1000,
+  backoffMaxMs: 8000,
+};
+
+async function enqueueOneTime(openid: string, scene = 1): Promise<string> {
+  await store.grants.recordOneTime({ appId: APP, openid, templateId: TPL, scene, now: clock.now() });
+  const r = await store.outbox.enqueueMessage({
+    appId: APP,
+    kind: 'one-time',
+    openid,
+    templateId: TPL,
+    scene,
+    payload,
+    now: clock.now(),
+  });
+  if (!r.ok) throw new Error('enqueue failed');
+  return r.message.id;
+}
+
+/** Runs cycles, moving the clock past every backoff, until nothing is queued. */
+async function drain(d: ReturnType<typeof createDispatcher>, maxCycles = 50): Promise<void> {
+  for (let i = 0; i < maxCycles; i++) {
+    await d.runOnce();
+    const s = await store.outbox.countMessages({ appId: APP });
+    if (s.queued === 0 && s.sending === 0) return;
+    clock.advance(10_000);
+  }
+  throw new Error('did not drain');
+}
+
+describe('dispatcher', () => {
+  it('sends, records sent and consumes the grant', async () => {
+    const id = await enqueueOneTime('u1');
+    const { sender, calls } = scripted(() => ({}));
+    const d = createDispatcher({ store, wechat: () => sender, clock, random: () => 0.5 }, opts);
+    expect(await d.runOnce()).toBe(1);
+    expect(calls).toHaveLength(1);
+    expect((await store.outbox.getMessage(id))?.status).toBe('sent');
+    expect((await store.grants.get({ appId: APP, openid: 'u1', templateId: TPL, scene: 1 }))?.state).toBe(
+      'consumed',
+    );
+    expect(d.status().counters).toMatchObject({ claimed: 1, sent: 1 });
+  });
+
+  it('retries -1 and 45011 with backoff until success', async () => {
+    const id = await enqueueOneTime('u1');
+    const { sender, calls } = scripted((_c, n) => (n === 1 ? apiError(-1) : n === 2 ? apiError(45011) : {}));
+    const d = createDispatcher({ store, wechat: () => sender, clock, random: () => 0.5 }, opts);
+    await d.runOnce();
+    const m = await store.outbox.getMessage(id);
+    expect(m).toMatchObject({
+      status: 'queued',
+      lastErrcode: -1,
+      errorCode: 'DELIVERY_WECHAT_BUSY',
+      nextAttemptAt: clock.now() + 500,
+    });
+    // Not due yet: nothing is claimed.
+    expect(await d.runOnce()).toBe(0);
+    await drain(d);
+    expect(calls).toHaveLength(3);
+    expect((await store.outbox.getMessage(id))?.status).toBe('sent');
+  });
+
+  it('gives up after maxAttempts and releases the grant', async () => {
+    const id = await enqueueOneTime('u1');
+    const { sender, calls } = scripted(() => apiError(-1));
+    const d = createDispatcher({ store, wechat: () => sender, clock, random: () => 0.5 }, opts);
+    await drain(d);
+    expect(calls).toHaveLength(4);
+    expect(await store.outbox.getMessage(id)).toMatchObject({
+      status: 'failed',
+      errorCode: 'DELIVERY_RETRIES_EXHAUSTED',
+    });
+    expect((await store.grants.get({ appId: APP, openid: 'u1', templateId: TPL, scene: 1 }))?.state).toBe(
+      'available',
+    );
+  });
+
+  it('43101 fails the message and revokes the grant', async () => {
+    const id = await enqueueOneTime('u1');
+    const { sender } = scripted(() => apiError(43101));
+    const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
+    await d.runOnce();
+    expect(await store.outbox.getMessage(id)).toMatchObject({
+      status: 'failed',
+      errorCode: 'DELIVERY_CONSENT_REVOKED',
+      lastErrcode: 43101,
+    });
+    expect((await store.grants.get({ appId: APP, openid: 'u1', templateId: TPL, scene: 1 }))?.state).toBe(
+      'revoked',
+    );
+  });
+
+  it('a one-time timeout after the request left is retried; the 43101 that follows records sent', async () => {
+    const id = await enqueueOneTime('u1');
+    const { sender, calls } = scripted((_c, n) => (n === 1 ? timeoutAfterLeaving() : apiError(43101)));
+    const d = createDispatcher({ store, wechat: () => sender, clock, random: () => 0.5 }, opts);
+    await drain(d);
+    expect(calls).toHaveLength(2);
+    expect(await store.outbox.getMessage(id)).toMatchObject({
+      status: 'sent',
+      errorCode: 'DELIVERY_CONFIRMED_BY_43101',
+    });
+    expect((await store.grants.get({ appId: APP, openid: 'u1', templateId: TPL, scene: 1 }))?.state).toBe(
+      'consumed',
+    );
+  });
+
+  it('a notification timeout after the request left is recorded unknown and never resent', async () => {
+    await store.grants.addNotificationCredits({
+      appId: APP,
+      openid: 'n1',
+      templateId: 'tpl-n',
+      count: 1,
+      now: clock.now(),
+    });
+    const r = await store.outbox.enqueueMessage({
+      appId: APP,
+      kind: 'notification',
+      openid: 'n1',
+      templateId: 'tpl-n',
+      payload: { data: { thing1: { value: 'x' } } },
+      now: clock.now(),
+    });
+    if (!r.ok) throw new Error('enqueue');
+    const { sender, calls } = scripted(() => timeoutAfterLeaving());
+    const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
+    await drain(d);
+    expect(calls).toHaveLength(1);
+    expect(await store.outbox.getMessage(r.message.id)).toMatchObject({
+      status: 'unknown',
+      errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
+    });
+  });
+
+  it('keeps the msgid of a notification', async () => {
+    await store.grants.addNotificationCredits({
+      appId: APP,
+      openid: 'n1',
+      templateId: 'tpl-n',
+      count: 1,
+      now: clock.now(),
+    });
+    const r = await store.outbox.enqueueMessage({
+      appId: APP,
+      kind: 'notification',
+      openid: 'n1',
+      templateId: 'tpl-n',
+      payload: { data: { thing1: { value: 'x' } } },
+      now: clock.now(),
+    });
+    if (!r.ok) throw new Error('enqueue');
+    const { sender } = scripted(() => ({ msgid: '1700827132819554304' }));
+    await createDispatcher({ store, wechat: () => sender, clock }, opts).runOnce();
+    expect(await store.outbox.getMessage(r.message.id)).toMatchObject({
+      status: 'sent',
+      msgid: '1700827132819554304',
+    });
+  });
+
+  it('45009 pauses the app (shared through the store) until 00:00 Asia/Shanghai and stops sending its messages', async () => {
+    for (let i = 0; i < 5; i++) await enqueueOneTime(`u${i}`);
+    const { sender, calls } = scripted(() => apiError(45009));
+    const d = createDispatcher({ store, wechat: () => sender, clock }, { ...opts, concurrency: 1 });
+    await d.runOnce();
+    // The first send hit the quota; the rest of the batch was put back without a request.
+    expect(calls).toHaveLength(1);
+    const reset = Date.UTC(2026, 0, 1, 16, 0, 0);
+    expect(d.status().pausedApps).toEqual([
+      { appId: APP, until: reset, reason: expect.stringContaining('45009') as unknown },
+    ]);
+    expect(await store.outbox.pausedApps(clock.now())).toMatchObject([{ appId: APP, until: reset }]);
+    const stats = await store.outbox.countMessages({ appId: APP });
+    expect(stats.queued).toBe(5);
+    // Another instance sees the pause too and claims nothing of that app.
+    const other = createDispatcher({ store, wechat: () => sender, clock }, opts);
+    clock.advance(60_000);
+    expect(await other.runOnce()).toBe(0);
+    expect(calls).toHaveLength(1);
+    // After the reset the messages go out.
+    clock.set(reset + 1);
+    const ok = scripted(() => ({}));
+    const after = createDispatcher({ store, wechat: () => ok.sender, clock }, opts);
+    await after.runOnce();
+    expect(ok.calls).toHaveLength(5);
+  });
+
+  it('47003/40003/40037 fail for good and give the grant back', async () => {
+    const ids = [await enqueueOneTime('a'), await enqueueOneTime('b'), await enqueueOneTime('c')];
+    const codes: Record<string, number> = { a: 47003, b: 40003, c: 40037 };
+    const { sender } = scripted((c) => apiError(codes[c.touser] ?? 0));
+    await createDispatcher({ store, wechat: () => sender, clock }, opts).runOnce();
+    for (const [i, id] of ids.entries()) {
+      const openid = ['a', 'b', 'c'][i] as string;
+      expect(await store.outbox.getMessage(id)).toMatchObject({
+        status: 'failed',
+        errorCode: 'DELIVERY_REJECTED',
+        lastErrcode: codes[openid],
+      });
+      expect((await store.grants.get({ appId: APP, openid, templateId: TPL, scene: 1 }))?.state).toBe(
+        'available',
+      );
+    }
+  });
+
+  it('a message whose sender died is picked up after the lease and a 43101 then confirms delivery', async () => {
+    const id = await enqueueOneTime('u1');
+    // The dead instance claimed it (its request went through) and never recorded anything.
+    const claimed = await store.outbox.claim({ owner: 'dead', limit: 10, leaseMs: 30_000, now: clock.now() });
+    expect(claimed).toHaveLength(1);
+    const { sender, calls } = scripted(() => apiError(43101));
+    const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
+    expect(await d.runOnce()).toBe(0);
+    clock.advance(30_001);
+    expect(await d.runOnce()).toBe(1);
+    expect(calls).toHaveLength(1);
+    expect(await store.outbox.getMessage(id)).toMatchObject({
+      status: 'sent',
+      errorCode: 'DELIVERY_CONFIRMED_BY_43101',
+    });
+  });
+
+  it('bounds concurrency and applies the rate limit per app', async () => {
+    for (let i = 0; i < 12; i++) await enqueueOneTime(`u${i}`);
+    let inFlight = 0;
+    let peak = 0;
+    const sender: DeliverySender = {
+      async sendOneTime() {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        inFlight--;
+        return {};
+      },
+      sendNotification: () => Promise.resolve({}),
+    };
+    // Real time here: 6 tokens at once, then 100/s.
+    const limiter = createMemoryRateLimiter({ ratePerSecond: 100, burst: 6 });
+    const d = createDispatcher(
+      { store, wechat: () => sender, rateLimiter: limiter },
+      { ...opts, concurrency: 3 },
+    );
+    const t0 = performance.now();
+    await d.runOnce();
+    const elapsed = performance.now() - t0;
+    expect(peak).toBeLessThanOrEqual(3);
+    expect(peak).toBeGreaterThan(1);
+    // 6 more tokens at 100/s take about 60 ms.
+    expect(elapsed).toBeGreaterThanOrEqual(45);
+    expect((await store.outbox.countMessages({ appId: APP })).sent).toBe(12);
+  });
+
+  it('enqueues campaigns in batches, sends them and marks them done; the background loop drains and stops cleanly', async () => {
+    for (let i = 0; i < 30; i++)
+      await store.grants.recordOneTime({
+        appId: APP,
+        openid: `c${String(i).padStart(3, '0')}`,
+        templateId: TPL,
+        scene: 7,
+        now: clock.now(),
+      });
+    const campaign = await store.outbox.createCampaign({
+      appId: APP,
+      name: 'spring',
+      kind: 'one-time',
+      templateId: TPL,
+      sceneFilter: null,
+      payload,
+      now: clock.now(),
+    });
+    const { sender, calls } = scripted(() => ({}));
+    const d = createDispatcher(
+      { store, wechat: () => sender },
+      { ...opts, campaignBatchSize: 7, batchSize: 8, pollIntervalMs: 5 },
+    );
+    d.start();
+    for (let i = 0; i < 400; i++) {
+      const c = await store.outbox.getCampaign(campaign.id);
+      if (c?.status === 'done') break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await d.stop();
+    const c = await store.outbox.getCampaign(campaign.id);
+    expect(c).toMatchObject({ status: 'done', stats: { total: 30, sent: 30, queued: 0, sending: 0 } });
+    expect(new Set(calls.map((x) => x.touser)).size).toBe(30);
+    expect(calls).toHaveLength(30);
+    expect(d.status()).toMatchObject({ running: false, held: 0, inFlight: 0 });
+    expect(d.status().counters.campaignEnqueued).toBe(30);
+  });
+
+  it('stop() waits for requests already sent and records them; unsent claimed messages go back to the queue', async () => {
+    for (let i = 0; i < 6; i++) await enqueueOneTime(`u${i}`);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    const sender: DeliverySender = {
+      async sendOneTime() {
+        started++;
+        await gate;
+        return {};
+      },
+      sendNotification: () => Promise.resolve({}),
+    };
+    const d = createDispatcher({ store, wechat: () => sender }, { ...opts, concurrency: 2 });
+    d.start();
+    for (let i = 0; i < 200 && started < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(started).toBe(2);
+    const stopping = d.stop();
+    release();
+    await stopping;
+    const stats = await store.outbox.countMessages({ appId: APP });
+    expect(stats).toMatchObject({ sent: 2, queued: 4, sending: 0 });
+  });
+});

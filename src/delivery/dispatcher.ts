@@ -1,0 +1,649 @@
+// The delivery dispatcher: claims outbox batches under a lease, sends with bounded concurrency and a per-app rate
+// limit, records outcomes by the errcode table, pauses apps on 45009 and keeps campaigns enqueuing on any instance.
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { systemClock, type Clock } from '../util/clock.js';
+import type {
+  AttemptOutcome,
+  NotificationPayload,
+  OneTimePayload,
+  OutboxMessage,
+  Store,
+} from '../store/store.js';
+import { acquire, type RateLimiter } from './rate-limit.js';
+import { createMemoryRateLimiter } from './rate-limit/memory.js';
+import {
+  MAY_HAVE_LEFT,
+  classifyAttempt,
+  priorAttemptMayHaveLeft,
+  type AttemptResult,
+  type DeliveryEffect,
+  type ErrcodeAction,
+} from './outcome.js';
+
+/** The part of the SDK's WeChat client the dispatcher uses (`createWeChatClient(...)` satisfies it). */
+export interface DeliverySender {
+  /** POST /cgi-bin/message/template/subscribe (one-time subscription message). */
+  sendOneTime(input: {
+    touser: string;
+    template_id: string;
+    scene: number;
+    title: string;
+    data: { content: { value: string; color?: string } };
+    url?: string;
+    miniprogram?: { appid: string; pagepath: string };
+  }): Promise<unknown>;
+  /** POST /cgi-bin/message/subscribe/bizsend (subscription notification); resolves with WeChat's msgid when given. */
+  sendNotification(input: {
+    touser: string;
+    template_id: string;
+    data: Record<string, { value: string }>;
+    page?: string;
+    miniprogram?: { appid: string; pagepath: string };
+  }): Promise<{ msgid?: string | number } | unknown>;
+}
+
+/** A pino-compatible logger subset. */
+export interface DeliveryLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Dependencies of {@link createDispatcher}. */
+export type DispatcherDeps = {
+  store: Store;
+  /** The WeChat client of an app. */
+  wechat: (appId: string) => DeliverySender;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default a silent logger */
+  logger?: DeliveryLogger;
+  /** Shared (Redis) or in-process limiter. @default an in-process limiter at `options.ratePerSecond`, or none */
+  rateLimiter?: RateLimiter;
+  /** Jitter source in [0, 1). @default Math.random */
+  random?: () => number;
+  /** Generates the instance id when `options.instanceId` is not given. */
+  ids?: () => string;
+  /** The SDK's action for errcodes the delivery table does not name (pass `(c) => errcodeInfo(c).action`). */
+  errcodeAction?: (errcode: number) => ErrcodeAction | undefined;
+};
+
+/** Options of {@link createDispatcher}; the service takes them from `config.delivery`. */
+export type DispatcherOptions = {
+  /** Lease owner name of this instance. @default `${hostname}:${pid}:${random}` */
+  instanceId?: string;
+  /** Sends in flight at once. @default 16 */
+  concurrency: number;
+  /** Largest number of messages claimed at once (the loop holds at most concurrency + batchSize). @default 100 */
+  batchSize: number;
+  /** Lease of a claimed message in ms; extended while the instance still works on it. @default 30000 */
+  leaseMs: number;
+  /** Sleep between polls when nothing is due, in ms. @default 500 */
+  pollIntervalMs?: number;
+  /** Attempts before a retryable failure becomes final. @default 8 */
+  maxAttempts: number;
+  /** First retry delay ceiling in ms. @default 500 */
+  backoffBaseMs: number;
+  /** Longest retry delay in ms. @default 60000 */
+  backoffMaxMs: number;
+  /** Sends per second per app for the default in-process limiter (ignored when `deps.rateLimiter` is given). */
+  ratePerSecond?: number;
+  /** Messages enqueued per campaign batch (server-side INSERT … SELECT). @default 1000 */
+  campaignBatchSize?: number;
+  /** Largest number of outcomes recorded in one store transaction. @default 500 */
+  completeBatchSize?: number;
+};
+
+/** Counters since the dispatcher was created. */
+export type DispatcherCounters = {
+  claimed: number;
+  sent: number;
+  failed: number;
+  unknown: number;
+  retried: number;
+  /** Outcomes the store refused because another instance took the message over. */
+  leaseLost: number;
+  /** Store errors while claiming or recording (each retried). */
+  storeErrors: number;
+  /** Messages enqueued for campaigns by this instance. */
+  campaignEnqueued: number;
+};
+
+/** What the service's status page and metrics show. */
+export type DispatcherStatus = {
+  instanceId: string;
+  running: boolean;
+  /** Messages claimed and not yet recorded. */
+  held: number;
+  /** Requests to WeChat in flight. */
+  inFlight: number;
+  /** Apps whose sending is paused (45009), until when. */
+  pausedApps: { appId: string; until: number; reason: string }[];
+  counters: DispatcherCounters;
+};
+
+/** A running dispatcher. */
+export interface Dispatcher {
+  /** The lease owner name of this instance. */
+  readonly instanceId: string;
+  /** Starts the background loop (idempotent). */
+  start(): void;
+  /**
+   * Stops claiming, waits for requests already sent to WeChat and records their outcomes; messages claimed but
+   * not yet sent go back to the queue. Idempotent.
+   */
+  stop(): Promise<void>;
+  /** One cycle in the foreground (for tests): campaign enqueuing, one claim, send all, record all. Returns how many were claimed. */
+  runOnce(): Promise<number>;
+  /** Resolves when the loop last found nothing due and holds nothing (resolves at once when not running and idle). */
+  idle(): Promise<void>;
+  /** Live status for /status and metrics. */
+  status(): DispatcherStatus;
+}
+
+type Pending = { message: OutboxMessage; outcome: AttemptOutcome };
+
+const silent: DeliveryLogger = { info() {}, warn() {}, error() {} };
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** A counting semaphore bounding concurrent sends. */
+class Semaphore {
+  #free: number;
+  #waiters: (() => void)[] = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((r) => this.#waiters.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiters.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+/**
+ * Creates the dispatcher of one service instance. N instances on one PostgreSQL share the work through leases
+ * (FOR UPDATE SKIP LOCKED), the shared pause table and (optionally) a Redis rate limiter; no coordinator.
+ * @example
+ * const d = createDispatcher({ store, wechat: () => client }, { concurrency: 16, batchSize: 100, leaseMs: 30_000, maxAttempts: 8, backoffBaseMs: 500, backoffMaxMs: 60_000 });
+ * d.start(); … await d.stop();
+ */
+export function createDispatcher(deps: DispatcherDeps, options: DispatcherOptions): Dispatcher {
+  const { store } = deps;
+  const clock = deps.clock ?? systemClock;
+  const log = deps.logger ?? silent;
+  const random = deps.random ?? Math.random;
+  const instanceId =
+    options.instanceId ?? deps.ids?.() ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const pollIntervalMs = options.pollIntervalMs ?? 500;
+  const campaignBatchSize = options.campaignBatchSize ?? 1000;
+  const completeBatchSize = options.completeBatchSize ?? 500;
+  const limiter =
+    deps.rateLimiter ??
+    (options.ratePerSecond === undefined
+      ? undefined
+      : createMemoryRateLimiter({ ratePerSecond: options.ratePerSecond }));
+  const ownsLimiter = deps.rateLimiter === undefined && limiter !== undefined;
+  const backoff = { baseMs: options.backoffBaseMs, maxMs: options.backoffMaxMs };
+  const sem = new Semaphore(Math.max(1, options.concurrency));
+
+  const counters: DispatcherCounters = {
+    claimed: 0,
+    sent: 0,
+    failed: 0,
+    unknown: 0,
+    retried: 0,
+    leaseLost: 0,
+    storeErrors: 0,
+    campaignEnqueued: 0,
+  };
+  const held = new Map<string, OutboxMessage>();
+  const paused = new Map<string, { until: number; reason: string }>();
+  let pausedFetchedAt = -Infinity;
+  const finishing = new Set<string>();
+  let lastFinishAt = -Infinity;
+  let campaignsFetchedAt = -Infinity;
+  let enqueuing: string[] = [];
+  let inFlight = 0;
+  let running = false;
+  let loopDone: Promise<void> | null = null;
+  let abort = new AbortController();
+  let leaseTimer: NodeJS.Timeout | null = null;
+  const batches = new Set<Promise<void>>();
+  let idleWaiters: (() => void)[] = [];
+  let capacityWaiter: (() => void) | null = null;
+  let wakeLoop: AbortController = new AbortController();
+
+  // Outcomes waiting to be recorded; flushed in store transactions of up to completeBatchSize.
+  let pending: Pending[] = [];
+  let lastClaimEmpty = false;
+  let flushing: Promise<void> | null = null;
+
+  function pausedUntil(appId: string, now: number): { until: number; reason: string } | undefined {
+    const p = paused.get(appId);
+    if (p === undefined) return undefined;
+    if (p.until <= now) {
+      paused.delete(appId);
+      return undefined;
+    }
+    return p;
+  }
+
+  async function refreshPaused(now: number, force = false): Promise<void> {
+    if (!force && now - pausedFetchedAt < Math.max(1000, pollIntervalMs)) return;
+    pausedFetchedAt = now;
+    const rows = await store.outbox.pausedApps(now);
+    paused.clear();
+    for (const r of rows) paused.set(r.appId, { until: r.until, reason: r.reason });
+  }
+
+  async function applyEffects(effects: DeliveryEffect[]): Promise<void> {
+    for (const e of effects) {
+      const known = paused.get(e.appId);
+      if (known !== undefined && known.until >= e.until) continue;
+      paused.set(e.appId, { until: e.until, reason: e.reason });
+      log.warn(
+        { appId: e.appId, until: new Date(e.until).toISOString() },
+        'daily quota reached (45009): app paused',
+      );
+      try {
+        await store.outbox.pauseApp({ appId: e.appId, until: e.until, reason: e.reason });
+      } catch (err) {
+        counters.storeErrors++;
+        log.error({ err, appId: e.appId }, 'could not record app pause');
+      }
+    }
+  }
+
+  function count(outcome: AttemptOutcome): void {
+    if (outcome.status === 'retry') counters.retried++;
+    else counters[outcome.status]++;
+  }
+
+  async function flushOnce(): Promise<void> {
+    while (pending.length > 0) {
+      const chunk = pending.slice(0, completeBatchSize);
+      const now = clock.now();
+      let results: boolean[];
+      try {
+        if (store.outbox.completeMany !== undefined) {
+          results = await store.outbox.completeMany({
+            owner: instanceId,
+            items: chunk.map((p) => ({ id: p.message.id, outcome: p.outcome })),
+            now,
+          });
+        } else {
+          results = [];
+          for (const p of chunk)
+            results.push(
+              await store.outbox.complete({ id: p.message.id, owner: instanceId, outcome: p.outcome, now }),
+            );
+        }
+      } catch (err) {
+        // Keep the outcomes and try again: the leases are still extended while we hold the messages.
+        counters.storeErrors++;
+        log.error({ err, count: chunk.length }, 'could not record outcomes; retrying');
+        await sleep(Math.min(pollIntervalMs, 1000));
+        continue;
+      }
+      pending = pending.slice(chunk.length);
+      chunk.forEach((p, i) => {
+        held.delete(p.message.id);
+        if (results[i] === false) {
+          counters.leaseLost++;
+          log.warn(
+            { id: p.message.id, outcome: p.outcome.status },
+            'lease lost before the outcome was recorded',
+          );
+        } else {
+          count(p.outcome);
+        }
+      });
+      notifyCapacity();
+    }
+  }
+
+  /** Records every pending outcome (joining a flush already under way, then flushing what it did not take). */
+  async function flush(): Promise<void> {
+    while (pending.length > 0 || flushing !== null) {
+      if (flushing !== null) {
+        await flushing;
+        continue;
+      }
+      flushing = flushOnce().finally(() => {
+        flushing = null;
+      });
+    }
+  }
+
+  /** Queues an outcome; flushes when a chunk is full (callers await the batch flush at its end). */
+  function record(message: OutboxMessage, outcome: AttemptOutcome): void {
+    pending.push({ message, outcome });
+    if (pending.length >= completeBatchSize) void flush();
+  }
+
+  function notifyCapacity(): void {
+    const w = capacityWaiter;
+    capacityWaiter = null;
+    w?.();
+    if (held.size === 0 && pending.length === 0) {
+      const ws = idleWaiters;
+      if (!running || lastClaimEmpty) {
+        idleWaiters = [];
+        for (const r of ws) r();
+      }
+    }
+  }
+  /** A retry outcome that puts an unsent message back without losing what we know about earlier attempts. */
+  function putBack(
+    m: OutboxMessage,
+    nextAttemptAt: number,
+    errorCode: string,
+    errorMessage: string,
+  ): AttemptOutcome {
+    const outcome: AttemptOutcome = {
+      status: 'retry',
+      nextAttemptAt,
+      errorCode: m.errorCode === MAY_HAVE_LEFT ? MAY_HAVE_LEFT : errorCode,
+      errorMessage,
+    };
+    if (m.lastErrcode !== null) outcome.lastErrcode = m.lastErrcode;
+    return outcome;
+  }
+
+  async function send(m: OutboxMessage): Promise<AttemptResult> {
+    let client: DeliverySender;
+    try {
+      client = deps.wechat(m.appId);
+    } catch (err) {
+      return {
+        ok: false,
+        error: Object.assign(new Error(`no WeChat client for app ${m.appId}`, { cause: err }), {
+          requestMayHaveLeft: false,
+        }),
+      };
+    }
+    inFlight++;
+    try {
+      if (m.kind === 'one-time') {
+        const p = m.payload as OneTimePayload;
+        const content: { value: string; color?: string } = { value: p.content };
+        if (p.color !== undefined) content.color = p.color;
+        const req: Parameters<DeliverySender['sendOneTime']>[0] = {
+          touser: m.openid,
+          template_id: m.templateId,
+          scene: m.scene ?? 0,
+          title: p.title,
+          data: { content },
+        };
+        if (p.url !== undefined) req.url = p.url;
+        if (p.miniprogram !== undefined) req.miniprogram = p.miniprogram;
+        await client.sendOneTime(req);
+        return { ok: true };
+      }
+      const p = m.payload as NotificationPayload;
+      const req: Parameters<DeliverySender['sendNotification']>[0] = {
+        touser: m.openid,
+        template_id: m.templateId,
+        data: p.data,
+      };
+      if (p.page !== undefined) req.page = p.page;
+      if (p.miniprogram !== undefined) req.miniprogram = p.miniprogram;
+      const r = await client.sendNotification(req);
+      const msgid = typeof r === 'object' && r !== null ? (r as { msgid?: unknown }).msgid : undefined;
+      return { ok: true, msgid: typeof msgid === 'string' || typeof msgid === 'number' ? msgid : null };
+    } catch (error) {
+      return { ok: false, error };
+    } finally {
+      inFlight--;
+    }
+  }
+
+  async function deliver(m: OutboxMessage, signal: AbortSignal): Promise<void> {
+    const p = pausedUntil(m.appId, clock.now());
+    if (p !== undefined) {
+      record(
+        m,
+        putBack(
+          m,
+          p.until,
+          'DELIVERY_APP_PAUSED',
+          `app paused until ${new Date(p.until).toISOString()}: ${p.reason}`,
+        ),
+      );
+      return;
+    }
+    if (
+      signal.aborted ||
+      (limiter !== undefined && !(await acquire(limiter, m.appId, () => clock.now(), signal)))
+    ) {
+      record(m, putBack(m, clock.now(), 'DELIVERY_RELEASED', 'released unsent by a stopping dispatcher'));
+      return;
+    }
+    // Another message of this app may have hit 45009 while we waited for a token.
+    const p2 = pausedUntil(m.appId, clock.now());
+    if (p2 !== undefined) {
+      record(
+        m,
+        putBack(
+          m,
+          p2.until,
+          'DELIVERY_APP_PAUSED',
+          `app paused until ${new Date(p2.until).toISOString()}: ${p2.reason}`,
+        ),
+      );
+      return;
+    }
+    const result = await send(m);
+    const ctx = {
+      now: clock.now(),
+      attempt: m.attempts,
+      maxAttempts: options.maxAttempts,
+      backoff,
+      random,
+      priorAttemptMayHaveLeft: priorAttemptMayHaveLeft(m),
+      ...(deps.errcodeAction === undefined ? {} : { errcodeAction: deps.errcodeAction }),
+    };
+    const { outcome, effects } = classifyAttempt(m, result, ctx);
+    if (effects.length > 0) await applyEffects(effects);
+    record(m, outcome);
+  }
+
+  async function processBatch(batch: OutboxMessage[], signal: AbortSignal): Promise<void> {
+    await Promise.all(batch.map((m) => sem.run(() => deliver(m, signal))));
+    await flush();
+  }
+
+  async function enqueueCampaigns(now: number): Promise<boolean> {
+    if (enqueuing.length === 0 && now - campaignsFetchedAt < Math.max(1000, pollIntervalMs)) return false;
+    if (enqueuing.length === 0) {
+      campaignsFetchedAt = now;
+      enqueuing = (await store.outbox.listEnqueuingCampaigns()).map((c) => c.id);
+    }
+    let any = false;
+    for (const id of [...enqueuing]) {
+      const n = await store.outbox.enqueueCampaignBatch({
+        campaignId: id,
+        batchSize: campaignBatchSize,
+        now: clock.now(),
+      });
+      counters.campaignEnqueued += n;
+      if (n === 0) {
+        enqueuing = enqueuing.filter((x) => x !== id);
+        finishing.add(id);
+      } else any = true;
+    }
+    return any;
+  }
+
+  async function finishCampaigns(now: number, force: boolean): Promise<void> {
+    if (finishing.size === 0 || (!force && now - lastFinishAt < Math.max(1000, pollIntervalMs))) return;
+    lastFinishAt = now;
+    for (const id of [...finishing]) {
+      if (await store.outbox.finishCampaignIfDrained({ id, now })) {
+        finishing.delete(id);
+        log.info({ campaignId: id }, 'campaign done');
+      }
+    }
+  }
+
+  async function claim(limit: number): Promise<OutboxMessage[]> {
+    const now = clock.now();
+    await refreshPaused(now);
+    const excludeAppIds = [...paused.keys()].filter((a) => pausedUntil(a, now) !== undefined);
+    const input: Parameters<Store['outbox']['claim']>[0] = {
+      owner: instanceId,
+      limit,
+      leaseMs: options.leaseMs,
+      now,
+    };
+    if (excludeAppIds.length > 0) input.excludeAppIds = excludeAppIds;
+    const batch = await store.outbox.claim(input);
+    counters.claimed += batch.length;
+    for (const m of batch) {
+      held.set(m.id, m);
+      if (m.campaignId !== null) finishing.add(m.campaignId);
+    }
+    lastClaimEmpty = batch.length === 0;
+    return batch;
+  }
+
+  async function extendLeases(): Promise<void> {
+    if (held.size === 0) return;
+    try {
+      await store.outbox.extendLease({
+        ids: [...held.keys()],
+        owner: instanceId,
+        leaseUntil: clock.now() + options.leaseMs,
+      });
+    } catch (err) {
+      counters.storeErrors++;
+      log.error({ err }, 'could not extend leases');
+    }
+  }
+
+  function startLeaseTimer(): void {
+    if (leaseTimer !== null) return;
+    leaseTimer = setInterval(() => void extendLeases(), Math.max(250, Math.floor(options.leaseMs / 3)));
+    leaseTimer.unref();
+  }
+
+  async function loop(): Promise<void> {
+    // Hold at most one claim batch beyond the sends in flight: the pipe stays full while the next claim runs, and a
+    // crash leaves at most that many behind (a dead instance's notifications become `unknown`).
+    const highWater = Math.max(1, options.concurrency) + Math.max(1, options.batchSize);
+    while (running) {
+      try {
+        const now = clock.now();
+        const enqueued = await enqueueCampaigns(now);
+        if (held.size >= highWater) {
+          await new Promise<void>((r) => {
+            capacityWaiter = r;
+          });
+          continue;
+        }
+        const batch = await claim(Math.min(options.batchSize, highWater - held.size));
+        if (batch.length > 0) {
+          const signal = abort.signal;
+          const p = processBatch(batch, signal).catch((err: unknown) => log.error({ err }, 'batch failed'));
+          batches.add(p);
+          void p.finally(() => batches.delete(p));
+          continue;
+        }
+        await finishCampaigns(clock.now(), true);
+        notifyCapacity();
+        if (!enqueued) {
+          wakeLoop = new AbortController();
+          await sleep(pollIntervalMs, wakeLoop.signal);
+        }
+      } catch (err) {
+        counters.storeErrors++;
+        log.error({ err }, 'dispatcher cycle failed; retrying');
+        await sleep(pollIntervalMs, wakeLoop.signal);
+      }
+    }
+  }
+
+  return {
+    instanceId,
+    start() {
+      if (running) return;
+      running = true;
+      abort = new AbortController();
+      startLeaseTimer();
+      loopDone = loop();
+      log.info({ instanceId }, 'dispatcher started');
+    },
+    async stop() {
+      if (!running && loopDone === null) return;
+      running = false;
+      abort.abort();
+      wakeLoop.abort();
+      const w = capacityWaiter;
+      capacityWaiter = null;
+      w?.();
+      await loopDone;
+      loopDone = null;
+      while (batches.size > 0) await Promise.all([...batches]);
+      await flush();
+      if (leaseTimer !== null) clearInterval(leaseTimer);
+      leaseTimer = null;
+      if (ownsLimiter) await limiter?.close();
+      notifyCapacity();
+      log.info({ instanceId }, 'dispatcher stopped');
+    },
+    async runOnce() {
+      const now = clock.now();
+      await enqueueCampaigns(now);
+      const batch = await claim(options.batchSize);
+      if (batch.length > 0) {
+        startLeaseTimer();
+        try {
+          await processBatch(batch, new AbortController().signal);
+        } finally {
+          if (!running && leaseTimer !== null) {
+            clearInterval(leaseTimer);
+            leaseTimer = null;
+          }
+        }
+      }
+      await finishCampaigns(clock.now(), true);
+      return batch.length;
+    },
+    idle() {
+      if (held.size === 0 && pending.length === 0 && (!running || lastClaimEmpty)) return Promise.resolve();
+      return new Promise<void>((r) => idleWaiters.push(r));
+    },
+    status() {
+      const now = clock.now();
+      return {
+        instanceId,
+        running,
+        held: held.size,
+        inFlight,
+        pausedApps: [...paused.entries()]
+          .filter(([, p]) => p.until > now)
+          .map(([appId, p]) => ({ appId, until: p.until, reason: p.reason })),
+        counters: { ...counters },
+      };
+    },
+  };
+}
