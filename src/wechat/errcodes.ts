@@ -38,9 +38,18 @@ const e = (name: string, meaning: string, action: ErrcodeAction, outcomeUnknown?
  * Codes not listed get {@link UNKNOWN_ERRCODE} via {@link errcodeInfo}.
  */
 export const ERRCODES: Readonly<Record<number, ErrcodeInfo>> = Object.freeze({
-  [-1]: e('system_error', 'System busy; try again later. On a send the outcome is unknown.', 'retry-later', true),
+  [-1]: e(
+    'system_error',
+    'System busy; try again later. On a send the outcome is unknown.',
+    'retry-later',
+    true,
+  ),
   // tokens (§3.1–3.3)
-  40001: e('invalid_credential', 'AppSecret wrong (token call) or access token invalid / not latest', 'refresh-token-and-retry'),
+  40001: e(
+    'invalid_credential',
+    'AppSecret wrong (token call) or access token invalid / not latest',
+    'refresh-token-and-retry',
+  ),
   40014: e('invalid_access_token', 'Access token malformed or expired', 'refresh-token-and-retry'),
   42001: e('access_token_expired', 'Access token expired', 'refresh-token-and-retry'),
   41001: e('access_token_missing', 'No access_token parameter', 'fail'),
@@ -63,7 +72,11 @@ export const ERRCODES: Readonly<Record<number, ErrcodeInfo>> = Object.freeze({
   40037: e('invalid_template_id', 'template_id is empty, wrong, or of another kind', 'fail'),
   40048: e('invalid_url_domain', 'url domain is not allowed', 'fail'),
   41030: e('invalid_page', 'page path is wrong (mini-program jump)', 'fail'),
-  43101: e('user_refuse_to_accept', 'User refused or has no remaining subscription quota for this template/scene', 'consent-missing'),
+  43101: e(
+    'user_refuse_to_accept',
+    'User refused or has no remaining subscription quota for this template/scene',
+    'consent-missing',
+  ),
   44002: e('empty_post_data', 'Empty POST body', 'fail'),
   45002: e('content_size_out_of_limit', 'Message content too long', 'fail'),
   45003: e('title_size_out_of_limit', 'Title too long', 'fail'),
@@ -101,7 +114,11 @@ export const ERRCODES: Readonly<Record<number, ErrcodeInfo>> = Object.freeze({
 });
 
 /** Info for codes that are not in the table: a permanent failure that keeps the raw body. */
-export const UNKNOWN_ERRCODE: ErrcodeInfo = Object.freeze({ name: 'unknown', meaning: 'Errcode not in the SDK table', action: 'fail' as const });
+export const UNKNOWN_ERRCODE: ErrcodeInfo = Object.freeze({
+  name: 'unknown',
+  meaning: 'Errcode not in the SDK table',
+  action: 'fail' as const,
+});
 
 /** The error codes that mean "the access token was rejected; refresh and retry once". */
 export const TOKEN_INVALID_ERRCODES: ReadonlySet<number> = new Set([40001, 40014, 42001]);

@@ -33,13 +33,23 @@ export class WeChatApiError extends AppError {
   /** True only for -1 on a call that may have had an effect: the outcome is unknown. */
   readonly outcomeUnknown: boolean;
 
-  constructor(input: { errcode: number; errmsg: string; raw: unknown; site: CallSite }, options: AppErrorOptions = {}) {
-    const info = errcodeInfo(input.errcode);
+  constructor(
+    input: { errcode: number; errmsg: string; raw: unknown; site: CallSite; action?: ErrcodeAction },
+    options: AppErrorOptions = {},
+  ) {
+    const base = errcodeInfo(input.errcode);
+    const info = input.action === undefined ? base : { ...base, action: input.action };
     const errmsg = redact(input.errmsg);
     super('WX_API_ERROR', {
       ...options,
       message: `WeChat ${input.site.method} ${input.site.path} failed: errcode ${input.errcode} (${info.name}): ${errmsg}`,
-      details: { errcode: input.errcode, errmsg, errcodeName: info.name, action: info.action, path: input.site.path },
+      details: {
+        errcode: input.errcode,
+        errmsg,
+        errcodeName: info.name,
+        action: info.action,
+        path: input.site.path,
+      },
       retryable: info.action === 'retry-later' || info.action === 'refresh-token-and-retry',
     });
     this.name = 'WeChatApiError';
@@ -63,11 +73,18 @@ export class WeChatTransportError extends AppError {
   readonly requestMayHaveLeft: boolean;
   /** HTTP status, when the failure was an HTTP 5xx/4xx reply without a WeChat envelope. */
   readonly httpStatus: number | undefined;
-  constructor(input: { site: CallSite; requestMayHaveLeft: boolean; reason: string; httpStatus?: number }, options: AppErrorOptions = {}) {
+  constructor(
+    input: { site: CallSite; requestMayHaveLeft: boolean; reason: string; httpStatus?: number },
+    options: AppErrorOptions = {},
+  ) {
     super('WX_TRANSPORT', {
       ...options,
       message: redact(`Could not reach WeChat (${input.site.method} ${input.site.path}): ${input.reason}`),
-      details: { path: input.site.path, requestMayHaveLeft: input.requestMayHaveLeft, ...(input.httpStatus === undefined ? {} : { httpStatus: input.httpStatus }) },
+      details: {
+        path: input.site.path,
+        requestMayHaveLeft: input.requestMayHaveLeft,
+        ...(input.httpStatus === undefined ? {} : { httpStatus: input.httpStatus }),
+      },
     });
     this.name = 'WeChatTransportError';
     this.requestMayHaveLeft = input.requestMayHaveLeft;
@@ -81,11 +98,19 @@ export class WeChatTimeoutError extends AppError {
   readonly requestMayHaveLeft: boolean;
   /** Which limit fired. */
   readonly timeout: 'attempt' | 'total';
-  constructor(input: { site: CallSite; requestMayHaveLeft: boolean; timeout: 'attempt' | 'total'; ms: number }, options: AppErrorOptions = {}) {
+  constructor(
+    input: { site: CallSite; requestMayHaveLeft: boolean; timeout: 'attempt' | 'total'; ms: number },
+    options: AppErrorOptions = {},
+  ) {
     super('WX_TIMEOUT', {
       ...options,
       message: `WeChat did not answer ${input.site.method} ${input.site.path} within ${input.ms} ms (${input.timeout} timeout)`,
-      details: { path: input.site.path, requestMayHaveLeft: input.requestMayHaveLeft, timeout: input.timeout, ms: input.ms },
+      details: {
+        path: input.site.path,
+        requestMayHaveLeft: input.requestMayHaveLeft,
+        timeout: input.timeout,
+        ms: input.ms,
+      },
     });
     this.name = 'WeChatTimeoutError';
     this.requestMayHaveLeft = input.requestMayHaveLeft;
@@ -103,7 +128,9 @@ export class WeChatBadResponseError extends AppError {
   constructor(input: { site: CallSite; reason: string; raw?: unknown }, options: AppErrorOptions = {}) {
     super('WX_BAD_RESPONSE', {
       ...options,
-      message: redact(`WeChat ${input.site.method} ${input.site.path} answered with an invalid reply: ${input.reason}`),
+      message: redact(
+        `WeChat ${input.site.method} ${input.site.path} answered with an invalid reply: ${input.reason}`,
+      ),
       details: { path: input.site.path, reason: redact(input.reason) },
     });
     this.name = 'WeChatBadResponseError';
@@ -115,7 +142,10 @@ export class WeChatInvalidArgumentError extends AppError {
   /** The offending field, e.g. `title` or `data.thing1.value`. */
   readonly field: string;
   constructor(field: string, problem: string) {
-    super('WX_INVALID_ARGUMENT', { message: `Invalid argument ${field}: ${problem}`, details: { field, problem } });
+    super('WX_INVALID_ARGUMENT', {
+      message: `Invalid argument ${field}: ${problem}`,
+      details: { field, problem },
+    });
     this.name = 'WeChatInvalidArgumentError';
     this.field = field;
   }
@@ -148,6 +178,11 @@ export function isWeChatInvalidArgumentError(err: unknown): err is WeChatInvalid
  */
 export function requestMayHaveTakenEffect(err: unknown): boolean {
   if (err instanceof WeChatApiError) return err.outcomeUnknown;
-  if (err instanceof WeChatTransportError || err instanceof WeChatTimeoutError || err instanceof WeChatBadResponseError) return err.requestMayHaveLeft;
+  if (
+    err instanceof WeChatTransportError ||
+    err instanceof WeChatTimeoutError ||
+    err instanceof WeChatBadResponseError
+  )
+    return err.requestMayHaveLeft;
   return false;
 }

@@ -64,7 +64,10 @@ export function redactValue(value: unknown, depth = 0): unknown {
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = SECRET_KEYS.has(k.toLowerCase()) && v !== null && v !== undefined && v !== '' ? REDACTED : redactValue(v, depth + 1);
+      out[k] =
+        SECRET_KEYS.has(k.toLowerCase()) && v !== null && v !== undefined && v !== ''
+          ? REDACTED
+          : redactValue(v, depth + 1);
     }
     return out;
   }

@@ -1,0 +1,214 @@
+// Push crypto (spec §4): URL-verification signature, msg_signature, AES-256-CBC with PKCS#7 (K = 32) message encryption/decryption with the appid check, and the encrypted reply envelope.
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AppError } from '../errors.js';
+import { WeChatInvalidArgumentError } from './errors.js';
+
+/** sha1 hex of the lexicographically sorted, concatenated parts. */
+export function sortedSha1(parts: readonly string[]): string {
+  return createHash('sha1')
+    .update([...parts].sort().join(''), 'utf8')
+    .digest('hex');
+}
+
+/** `signature` of a push or URL verification: sha1(sort([token, timestamp, nonce])). */
+export function computeSignature(token: string, timestamp: string, nonce: string): string {
+  return sortedSha1([token, timestamp, nonce]);
+}
+
+/** `msg_signature` of an encrypted push or reply: sha1(sort([token, timestamp, nonce, encrypt])). */
+export function computeMsgSignature(
+  token: string,
+  timestamp: string,
+  nonce: string,
+  encrypt: string,
+): string {
+  return sortedSha1([token, timestamp, nonce, encrypt]);
+}
+
+function safeEqualHex(a: string, b: string): boolean {
+  const x = Buffer.from(a.toLowerCase());
+  const y = Buffer.from(b.toLowerCase());
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** True when `signature` matches (constant-time). Bad input yields false, never a throw. */
+export function verifySignature(input: {
+  token: string;
+  timestamp: unknown;
+  nonce: unknown;
+  signature: unknown;
+}): boolean {
+  const { timestamp, nonce, signature } = input;
+  if (typeof timestamp !== 'string' || typeof nonce !== 'string' || typeof signature !== 'string')
+    return false;
+  return safeEqualHex(computeSignature(input.token, timestamp, nonce), signature);
+}
+
+/** True when `msgSignature` matches the encrypted payload (constant-time). Bad input yields false. */
+export function verifyMsgSignature(input: {
+  token: string;
+  timestamp: unknown;
+  nonce: unknown;
+  encrypt: unknown;
+  msgSignature: unknown;
+}): boolean {
+  const { timestamp, nonce, encrypt, msgSignature } = input;
+  if (
+    typeof timestamp !== 'string' ||
+    typeof nonce !== 'string' ||
+    typeof encrypt !== 'string' ||
+    typeof msgSignature !== 'string'
+  )
+    return false;
+  return safeEqualHex(computeMsgSignature(input.token, timestamp, nonce, encrypt), msgSignature);
+}
+
+/**
+ * Answers WeChat's URL verification (`GET ?signature&timestamp&nonce&echostr`): returns `echostr` when the
+ * signature matches.
+ * @throws AppError `WX_SIGNATURE_INVALID`
+ */
+export function answerUrlVerification(
+  token: string,
+  query: { signature?: unknown; timestamp?: unknown; nonce?: unknown; echostr?: unknown },
+): string {
+  if (
+    typeof query.echostr !== 'string' ||
+    !verifySignature({ token, timestamp: query.timestamp, nonce: query.nonce, signature: query.signature })
+  ) {
+    throw new AppError('WX_SIGNATURE_INVALID');
+  }
+  return query.echostr;
+}
+
+/**
+ * Decodes an EncodingAESKey (43 chars of a-zA-Z0-9) into the 32-byte AES key.
+ * @throws WeChatInvalidArgumentError when it is not 43 characters or does not decode to 32 bytes
+ */
+export function decodeAesKey(encodingAesKey: string): Buffer {
+  if (typeof encodingAesKey !== 'string' || !/^[A-Za-z0-9]{43}$/.test(encodingAesKey)) {
+    throw new WeChatInvalidArgumentError('encodingAesKey', 'must be 43 characters of a-zA-Z0-9');
+  }
+  const key = Buffer.from(`${encodingAesKey}=`, 'base64');
+  if (key.length !== 32) throw new WeChatInvalidArgumentError('encodingAesKey', 'must decode to 32 bytes');
+  return key;
+}
+
+const BLOCK = 32;
+
+/** PKCS#7 with K = 32: append n = 32 − (len mod 32) bytes of value n (32 bytes of 0x20 when aligned). */
+export function pkcs7Pad(buf: Buffer): Buffer {
+  const n = BLOCK - (buf.length % BLOCK);
+  return Buffer.concat([buf, Buffer.alloc(n, n)]);
+}
+
+/** Encrypts a message for WeChat's safe mode: Base64(AES-256-CBC(random16 ‖ len32BE ‖ msg ‖ appid, PKCS#7/32)). */
+export function encryptMessage(input: {
+  encodingAesKey: string;
+  appId: string;
+  message: string;
+  random?: Buffer;
+}): string {
+  const key = decodeAesKey(input.encodingAesKey);
+  const random = input.random ?? randomBytes(16);
+  if (random.length !== 16) throw new WeChatInvalidArgumentError('random', 'must be 16 bytes');
+  const msg = Buffer.from(input.message, 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(msg.length, 0);
+  const plain = pkcs7Pad(Buffer.concat([random, len, msg, Buffer.from(input.appId, 'utf8')]));
+  const cipher = createCipheriv('aes-256-cbc', key, key.subarray(0, 16));
+  cipher.setAutoPadding(false);
+  return Buffer.concat([cipher.update(plain), cipher.final()]).toString('base64');
+}
+
+function decryptFailed(reason: string): AppError {
+  return new AppError('WX_DECRYPT_FAILED', {
+    message: `The encrypted message could not be decrypted: ${reason}`,
+    details: { reason },
+  });
+}
+
+/**
+ * Decrypts a safe-mode `Encrypt` value and checks the appid inside. `encodingAesKey` may list several keys
+ * (current first, then previous, for rotation); `keyIndex` says which one worked.
+ * @throws AppError `WX_DECRYPT_FAILED` for anything wrong (bad base64, length, padding, length field, appid)
+ */
+export function decryptMessage(input: {
+  encodingAesKey: string | readonly string[];
+  appId: string;
+  encrypt: unknown;
+}): { message: string; keyIndex: number } {
+  const keys = typeof input.encodingAesKey === 'string' ? [input.encodingAesKey] : input.encodingAesKey;
+  if (typeof input.encrypt !== 'string' || input.encrypt.length === 0 || input.encrypt.length > 4_000_000)
+    throw decryptFailed('Encrypt is missing');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(input.encrypt) || input.encrypt.length % 4 !== 0)
+    throw decryptFailed('Encrypt is not base64');
+  const data = Buffer.from(input.encrypt, 'base64');
+  if (data.length === 0 || data.length % BLOCK !== 0)
+    throw decryptFailed('ciphertext length is not a multiple of 32');
+  let last: AppError = decryptFailed('no key');
+  for (let i = 0; i < keys.length; i++) {
+    try {
+      return { message: decryptWith(decodeAesKey(keys[i] as string), data, input.appId), keyIndex: i };
+    } catch (err) {
+      last = err instanceof AppError && err.code === 'WX_DECRYPT_FAILED' ? err : decryptFailed('bad key');
+    }
+  }
+  throw last;
+}
+
+function decryptWith(key: Buffer, data: Buffer, appId: string): string {
+  const decipher = createDecipheriv('aes-256-cbc', key, key.subarray(0, 16));
+  decipher.setAutoPadding(false);
+  const plain = Buffer.concat([decipher.update(data), decipher.final()]);
+  const pad = plain[plain.length - 1] as number;
+  if (pad < 1 || pad > BLOCK || pad > plain.length) throw decryptFailed('bad padding');
+  for (let i = plain.length - pad; i < plain.length; i++)
+    if (plain[i] !== pad) throw decryptFailed('bad padding');
+  const body = plain.subarray(0, plain.length - pad);
+  if (body.length < 20) throw decryptFailed('too short');
+  const len = body.readUInt32BE(16);
+  if (20 + len > body.length) throw decryptFailed('bad length field');
+  const from = body.subarray(20 + len).toString('utf8');
+  if (from !== appId) throw decryptFailed('appid does not match');
+  const msg = body.subarray(20, 20 + len);
+  const text = new TextDecoder('utf-8', { fatal: true });
+  try {
+    return text.decode(msg);
+  } catch {
+    throw decryptFailed('message is not UTF-8');
+  }
+}
+
+/** Input of {@link buildEncryptedReply}. */
+export type EncryptedReplyInput = {
+  token: string;
+  encodingAesKey: string;
+  appId: string;
+  /** The plaintext reply XML. */
+  message: string;
+  /** Unix seconds as a string. */
+  timestamp: string;
+  nonce: string;
+  random?: Buffer;
+};
+
+/**
+ * Builds the safe-mode reply envelope:
+ * `<xml><Encrypt>…</Encrypt><MsgSignature>…</MsgSignature><TimeStamp>…</TimeStamp><Nonce>…</Nonce></xml>`.
+ */
+export function buildEncryptedReply(input: EncryptedReplyInput): string {
+  if (!/^\d{1,12}$/.test(input.timestamp))
+    throw new WeChatInvalidArgumentError('timestamp', 'must be unix seconds');
+  if (!/^[A-Za-z0-9]{1,64}$/.test(input.nonce))
+    throw new WeChatInvalidArgumentError('nonce', 'must be letters and digits');
+  const encryptInput: { encodingAesKey: string; appId: string; message: string; random?: Buffer } = {
+    encodingAesKey: input.encodingAesKey,
+    appId: input.appId,
+    message: input.message,
+  };
+  if (input.random) encryptInput.random = input.random;
+  const encrypt = encryptMessage(encryptInput);
+  const sig = computeMsgSignature(input.token, input.timestamp, input.nonce, encrypt);
+  return `<xml><Encrypt><![CDATA[${encrypt}]]></Encrypt><MsgSignature><![CDATA[${sig}]]></MsgSignature><TimeStamp>${input.timestamp}</TimeStamp><Nonce><![CDATA[${input.nonce}]]></Nonce></xml>`;
+}

@@ -1,0 +1,35 @@
+// The redactor keeps tokens, secrets, tickets, signatures and keys out of text and logged objects.
+import { expect, it } from 'vitest';
+import { redact, redactingLogger, redactValue } from './redact.js';
+
+it('masks secrets in query strings, JSON and XML', () => {
+  const s = redact(
+    'GET https://api.weixin.qq.com/cgi-bin/ticket/getticket?access_token=TOK123&type=jsapi secret=SEC {"secret":"S2","access_token":"T2","errcode":0} <Encrypt><![CDATA[abc]]></Encrypt> ?signature=abc&msg_signature=def&code=XYZ',
+  );
+  for (const secret of ['TOK123', 'SEC', 'S2', 'T2', 'abc', 'def', 'XYZ'])
+    expect(s).not.toMatch(new RegExp(`[=":\\[]${secret}\\b`));
+  expect(s).toContain('type=jsapi');
+  expect(s).toContain('"errcode":0');
+});
+
+it('leaves ordinary text and errcode alone', () => {
+  expect(redact('errcode=43101 user refuse to accept the msg rid: 1-2-3')).toBe(
+    'errcode=43101 user refuse to accept the msg rid: 1-2-3',
+  );
+});
+
+it('masks secret-named fields in objects and redacts logger output', () => {
+  expect(redactValue({ access_token: 'x', nested: { secret: 'y', ok: 'url?access_token=z' } })).toEqual({
+    access_token: '[REDACTED]',
+    nested: { secret: '[REDACTED]', ok: 'url?access_token=[REDACTED]' },
+  });
+  const lines: unknown[] = [];
+  const log = redactingLogger({
+    debug: () => {},
+    info: (o, m) => lines.push([o, m]),
+    warn: () => {},
+    error: () => {},
+  });
+  log.info({ url: '/x?access_token=LEAK', ticket: 'LEAK2' }, 'calling /y?secret=LEAK3');
+  expect(JSON.stringify(lines)).not.toContain('LEAK');
+});
