@@ -138,10 +138,13 @@ export async function startService(
     closers.push(() => wechat.close());
 
     const { createServiceApp } = await import('../http/app.js');
+    // The app is built before the dispatcher; the status route reads it through this late binding.
+    let dispatcherStatus: (() => unknown) | undefined;
     const app = await createServiceApp(
       {
         store,
         wechat,
+        dispatcherStatus: () => dispatcherStatus?.() ?? null,
         logger: logger.child({ component: 'http' }),
         ...(deps.clock === undefined ? {} : { clock: deps.clock }),
       },
@@ -167,6 +170,7 @@ export async function startService(
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    dispatcherStatus = () => dispatcher.status();
     dispatcher.start();
     closers.push(() => Promise.resolve(dispatcher.stop()));
     logger.info({ url, engine: store.engine }, 'wxsub service listening');

@@ -456,3 +456,35 @@ describe('send API', () => {
     );
   });
 });
+
+describe('GET /v1/status', () => {
+  it('shows a 45009 pause shared through the store, and message counts', async () => {
+    const auth = { authorization: `Bearer ${key}` };
+    const before = await app.inject({ method: 'GET', url: '/v1/status', headers: auth });
+    expect(before.statusCode).toBe(200);
+    expect(before.json()).toMatchObject({
+      paused: false,
+      pausedApps: [],
+      messages: { total: 0 },
+      dispatcher: null,
+    });
+
+    const until = clock.now() + 3_600_000;
+    await store.outbox.pauseApp({ appId: APP_ID, until, reason: '45009 reach max api daily quota limit' });
+    const after = await app.inject({ method: 'GET', url: '/v1/status', headers: auth });
+    expect(after.json()).toMatchObject({
+      paused: true,
+      pausedApps: [{ appId: APP_ID, until: new Date(until).toISOString() }],
+    });
+
+    clock.advance(3_600_001);
+    const resumed = await app.inject({ method: 'GET', url: '/v1/status', headers: auth });
+    expect(resumed.json()).toMatchObject({ paused: false });
+  });
+
+  it('needs an API key', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v1/status' });
+    expect(r.statusCode).toBe(401);
+    expect(err(r)).toBe('AUTH_MISSING_KEY');
+  });
+});

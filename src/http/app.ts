@@ -38,6 +38,8 @@ export type ServiceDeps = {
   metrics?: Registry;
   /** Called after POST /v1/campaigns created a campaign (e.g. to kick the in-process dispatcher). */
   onCampaignCreated?: (id: string) => void;
+  /** Live status of the in-process dispatcher, shown by GET /v1/status. @default none */
+  dispatcherStatus?: () => unknown;
 };
 
 /**
@@ -106,6 +108,7 @@ export async function createServiceApp(deps: ServiceDeps, config: ServiceConfig)
     appId,
     clock,
     ...(deps.onCampaignCreated ? { onCampaignCreated: deps.onCampaignCreated } : {}),
+    ...(deps.dispatcherStatus ? { dispatcherStatus: deps.dispatcherStatus } : {}),
   });
   await app.ready();
   return app;

@@ -15,7 +15,7 @@ import {
   sealOpenidCookie,
 } from '../consent/consent-cookie.js';
 import {
-  checkReserved,
+  checkReservedClaims,
   MAX_SCENE,
   signReserved,
   verifyReserved,
@@ -31,6 +31,8 @@ export const MAX_CONSENT_QUERY_BYTES = 8192;
 /** Path of the callback WeChat redirects back to. */
 export const ONE_TIME_CALLBACK_PATH = '/consent/one-time/callback';
 const OPENID_COOKIE_MAX_AGE_S = 365 * 24 * 3600;
+/** Attributes of a cleared link cookie, as @fastify/cookie's clearCookie writes them. */
+const CLEARED_COOKIE_ATTRS = `Max-Age=0; Path=${CONSENT_COOKIE_PATH}; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Lax`;
 const TEMPLATE_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** Input of a consent URL builder. */
@@ -106,6 +108,9 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
   const secureCookies = d.config.publicBaseUrl.startsWith('https:');
   const oneTimeTemplates = new Set(d.config.consent.oneTimeTemplates);
 
+  const openidCookieAttrs = `Max-Age=${OPENID_COOKIE_MAX_AGE_S}; Path=${CONSENT_COOKIE_PATH}; HttpOnly; SameSite=Lax`;
+  const openidCookieAttrsSecure = `Max-Age=${OPENID_COOKIE_MAX_AGE_S}; Path=${CONSENT_COOKIE_PATH}; HttpOnly; Secure; SameSite=Lax`;
+
   const cookieOptions = (request: FastifyRequest, maxAge: number) =>
     ({
       path: CONSENT_COOKIE_PATH,
@@ -176,7 +181,7 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     // A tampered cookie is checked in order like any other mismatch (its secret can match no token).
     const cookie = opened === null ? { cookieSecret: '\u0000tampered', next: '' } : opened;
     const now = d.clock.now();
-    const check = checkReserved(d.keys, cb.reserved, {
+    const check = checkReservedClaims(d.keys, shape.claims, {
       appId: d.appId,
       templateId: cb.templateId,
       scene: cb.scene,
@@ -186,39 +191,36 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     if (!check.ok) throw new AppError(check.code);
     const next = (cookie as { next: string }).next; // present: checkReserved passed the cookie binding
     if (next !== '' && !allowlist.allows(next)) throw new AppError('CONSENT_NEXT_NOT_ALLOWED');
-    // Single use last, so a rejected attempt never burns a link that is still good.
-    const fresh = await d.store.nonces.use({
+    // Single use last, so a rejected attempt never burns a link that is still good. The nonce and the grant
+    // (or refusal) are one transaction: a replay writes nothing, and a crash never splits them.
+    const common = {
       nonce: check.claims.nonce,
       expiresAt: check.claims.expiresAt,
+      appId: d.appId,
+      templateId: cb.templateId,
+      scene: cb.scene,
       now,
-    });
-    if (!fresh) throw new AppError('CONSENT_RESERVED_REPLAYED');
+    };
+    const redeemed = await d.store.nonces.redeemOneTime(
+      cb.action === 'confirm'
+        ? { ...common, action: 'confirm', openid: cb.openid as string }
+        : { ...common, action: 'cancel', ...(cb.openid === null ? {} : { openid: cb.openid }) },
+    );
+    if (!redeemed.fresh) throw new AppError('CONSENT_RESERVED_REPLAYED');
 
     let created = false;
-    if (cb.action === 'confirm') {
-      const r = await d.store.grants.recordOneTime({
-        appId: d.appId,
-        openid: cb.openid as string,
-        templateId: cb.templateId,
-        scene: cb.scene,
-        now,
-      });
-      created = r.created;
-      void reply.setCookie(
-        OPENID_COOKIE,
-        sealOpenidCookie(d.keys, d.appId, cb.openid as string),
-        cookieOptions(request, OPENID_COOKIE_MAX_AGE_S),
+    // Both Set-Cookie lines are fixed shapes over [A-Za-z0-9_.-] names and values: written directly, they are
+    // byte-for-byte what reply.setCookie/clearCookie would serialize, without a generic serializer per request.
+    const setCookies: string[] = [];
+    if (redeemed.action === 'confirm') {
+      created = redeemed.created;
+      const secure = secureCookies || request.protocol === 'https';
+      setCookies.push(
+        `${OPENID_COOKIE}=${sealOpenidCookie(d.keys, d.appId, cb.openid as string)}; ${secure ? openidCookieAttrsSecure : openidCookieAttrs}`,
       );
-    } else {
-      await d.store.grants.recordRefusal({
-        appId: d.appId,
-        templateId: cb.templateId,
-        scene: cb.scene,
-        ...(cb.openid === null ? {} : { openid: cb.openid }),
-        now,
-      });
     }
-    void reply.clearCookie(cookieName, { path: CONSENT_COOKIE_PATH }).header('cache-control', 'no-store');
+    setCookies.push(`${cookieName}=; ${CLEARED_COOKIE_ATTRS}`);
+    void reply.header('set-cookie', setCookies).header('cache-control', 'no-store');
     const outcome = cb.action === 'confirm' ? 'confirmed' : 'cancelled';
     if (next === '') return reply.send({ outcome, scene: cb.scene, template: cb.templateId, created });
     return reply.redirect(

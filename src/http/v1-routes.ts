@@ -25,6 +25,8 @@ export type V1Deps = {
   appId: string;
   clock: Clock;
   onCampaignCreated?: (id: string) => void;
+  /** Live status of this instance's dispatcher, if it runs in-process. */
+  dispatcherStatus?: () => unknown;
 };
 
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7E]{1,255}$/;
@@ -327,6 +329,21 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
       };
 
       v1.get('/campaigns/:id', async (request) => campaignView(await campaignOf(request)));
+
+      // Delivery status: shared state (paused apps, counts) comes from the store so every instance
+      // answers the same; the dispatcher part is this instance's own.
+      v1.get('/status', async () => {
+        const now = d.clock.now();
+        const paused = (await store.outbox.pausedApps(now)).filter((p) => p.appId === appId);
+        return {
+          engine: store.engine,
+          appId,
+          paused: paused.length > 0,
+          pausedApps: paused.map((p) => ({ appId: p.appId, until: iso(p.until), reason: p.reason })),
+          messages: await store.outbox.countMessages({ appId }),
+          dispatcher: d.dispatcherStatus?.() ?? null,
+        };
+      });
 
       v1.post('/campaigns/:id/cancel', async (request) => {
         const c = await campaignOf(request);
