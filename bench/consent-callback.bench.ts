@@ -1,6 +1,6 @@
 // Benchmark: one-time consent callbacks per second through the real endpoint (SQLite store) next to a bare Fastify 302 route.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { Pool } from 'undici';
@@ -9,13 +9,16 @@ import { linkCookieName, newCookieSecret, sealLinkCookie } from '../src/consent/
 import { deriveConsentKeys, signReserved } from '../src/consent/reserved-token.js';
 import { createServiceApp } from '../src/http/app.js';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import { runConcurrent, type Bench } from './harness.js';
+import { percentile, runConcurrent, type Bench } from './harness.js';
 
 const APP_ID = 'wxbench000000001';
 const TPL = 'BenchOneTimeTpl';
 const SECRET = 'bench-consent-secret-0123456789abcdef';
 const NEXT = 'http://app.test/page#/done';
-const COUNT = 4000;
+const ROUNDS = 8;
+const PER_ROUND = 1000;
+const COUNT = ROUNDS * PER_ROUND;
+const WARMUP = 1000;
 const CONCURRENCY = 32;
 
 async function throughput(baseUrl: string, requests: { path: string; cookie: string }[]): Promise<number> {
@@ -84,25 +87,47 @@ export const bench: Bench = {
         const a = s.address();
         return `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
       };
-      const warm = mintCallbacks(500, 0);
-      const real = mintCallbacks(COUNT, 500);
+      const warm = mintCallbacks(WARMUP, 0);
+      const real = mintCallbacks(COUNT, WARMUP);
+      // Warm both servers (JIT, sockets) with the same requests before any timing.
       await throughput(url(app.server), warm);
       await throughput(url(bare.server), warm);
-      const bareFastifyPerSec = await throughput(url(bare.server), real);
-      const callbackPerSec = await throughput(url(app.server), real);
-      const granted = (await store.grants.listAvailable({ appId: APP_ID, limit: 1 })).items.length;
-      if (granted === 0) throw new Error('no grant was written');
+      // Interleave the two in rounds (alternating who goes first) so load from other processes on this
+      // shared machine hits both alike; every round sends fresh, never-used callbacks to the real endpoint.
+      const callbackRates: number[] = [];
+      const bareRates: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const batch = real.slice(r * PER_ROUND, (r + 1) * PER_ROUND);
+        const runReal = async () => callbackRates.push(await throughput(url(app.server), batch));
+        const runBare = async () => bareRates.push(await throughput(url(bare.server), batch));
+        if (r % 2 === 0) {
+          await runBare();
+          await runReal();
+        } else {
+          await runReal();
+          await runBare();
+        }
+      }
+      // Every valid callback wrote its grant (4xx/5xx would already have thrown in throughput()).
+      const held = await store.grants.listAvailable({ appId: APP_ID, limit: 1000 });
+      if (held.items.length === 0) throw new Error('no grant was written');
+      // Medians of the per-round rates: one stalled round should not decide.
+      const callbackPerSec = percentile(callbackRates, 50);
+      const bareFastifyPerSec = percentile(bareRates, 50);
       const ratio = callbackPerSec / bareFastifyPerSec;
       return {
         name: 'consent-callback',
         metrics: {
           callbackPerSec: Math.round(callbackPerSec),
           bareFastifyPerSec: Math.round(bareFastifyPerSec),
+          callbackMinPerSec: Math.round(Math.min(...callbackRates)),
+          callbackMaxPerSec: Math.round(Math.max(...callbackRates)),
+          load1: Number((loadavg()[0] ?? 0).toFixed(2)),
         },
         ratio,
         target: 'ratio >= 0.5',
         met: ratio >= 0.5,
-        notes: `${COUNT} distinct valid callbacks (token + cookie check, nonce use, grant write on SQLite WAL) over an undici Pool of ${CONCURRENCY}; baseline: bare Fastify GET answering 302 in the same process`,
+        notes: `${COUNT} distinct valid callbacks (token + cookie check, nonce spent and grant written in one SQLite WAL transaction, group-committed with concurrent callbacks) over an undici Pool of ${CONCURRENCY}, in ${ROUNDS} interleaved rounds of ${PER_ROUND} after ${WARMUP} warm-up requests to each; per-sec figures are medians of the rounds; baseline: bare Fastify GET answering 302 in the same process`,
       };
     } finally {
       await app.close();

@@ -1,4 +1,5 @@
 // Tests of the next-URL allowlist and of the fragment-preserving outcome URL.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createAllowlist, withQueryBeforeFragment } from './allowlist.js';
 
@@ -59,5 +60,29 @@ describe('withQueryBeforeFragment', () => {
     );
     expect(withQueryBeforeFragment('https://a.example/p', { a: 'b' })).toBe('https://a.example/p?a=b');
     expect(withQueryBeforeFragment('https://a.example/p?', { a: 'b' })).toBe('https://a.example/p?a=b');
+  });
+
+  it('encodes parameters exactly like URLSearchParams, escaping what needs it', () => {
+    expect(withQueryBeforeFragment('https://a.example/p', { 'a b': 'x&y=z', k: 'é/?' })).toBe(
+      `https://a.example/p?${new URLSearchParams({ 'a b': 'x&y=z', k: 'é/?' })}`,
+    );
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.string()), (params) => {
+        const added = new URLSearchParams(params).toString();
+        const want = added === '' ? 'https://a.example/p#/x' : `https://a.example/p?${added}#/x`;
+        expect(withQueryBeforeFragment('https://a.example/p#/x', params)).toBe(want);
+      }),
+    );
+  });
+});
+
+describe('createAllowlist answers repeated checks the same way', () => {
+  it('gives the same answer for the same next, also past its memo size', () => {
+    const list = createAllowlist(['https://app.example.com/shop/']);
+    for (let i = 0; i < 3000; i++) {
+      expect(list.allows(`https://app.example.com/shop/${i}`)).toBe(true);
+      expect(list.allows(`https://evil.example.com/shop/${i}`)).toBe(false);
+    }
+    expect(list.allows(`https://app.example.com/shop/${'x'.repeat(3000)}`)).toBe(false);
   });
 });

@@ -5,6 +5,8 @@ export const MAX_NEXT_LENGTH = 2048;
 
 type Entry = { origin: string; path: string };
 
+const ALLOWLIST_MEMO_MAX = 1024;
+
 /** A compiled allowlist. */
 export type Allowlist = {
   /** True when `next` is an absolute http(s) URL under one of the entries. */
@@ -38,16 +40,29 @@ export function createAllowlist(entries: readonly string[]): Allowlist {
     if (u === null) throw new TypeError(`allowlist entry is not an absolute http(s) URL: ${e}`);
     return { origin: u.origin, path: u.pathname };
   });
+  // The answer for a given string never changes (the entries are fixed), and a service sees few distinct
+  // `next` values: remember them (bounded, as `next` comes from requests) instead of parsing a URL each time.
+  const memo = new Map<string, boolean>();
+  const check = (next: string): boolean => {
+    const u = parseAbsolute(next);
+    if (u === null) return false;
+    return compiled.some((e) => {
+      if (u.origin !== e.origin) return false;
+      if (e.path === '/' || e.path === '') return true;
+      if (e.path.endsWith('/')) return u.pathname.startsWith(e.path);
+      return u.pathname === e.path || u.pathname.startsWith(`${e.path}/`);
+    });
+  };
   return {
     allows(next: string): boolean {
-      const u = parseAbsolute(next);
-      if (u === null) return false;
-      return compiled.some((e) => {
-        if (u.origin !== e.origin) return false;
-        if (e.path === '/' || e.path === '') return true;
-        if (e.path.endsWith('/')) return u.pathname.startsWith(e.path);
-        return u.pathname === e.path || u.pathname.startsWith(`${e.path}/`);
-      });
+      if (next.length > MAX_NEXT_LENGTH) return false;
+      let ok = memo.get(next);
+      if (ok === undefined) {
+        ok = check(next);
+        if (memo.size >= ALLOWLIST_MEMO_MAX) memo.clear();
+        memo.set(next, ok);
+      }
+      return ok;
     },
   };
 }
@@ -62,8 +77,20 @@ export function withQueryBeforeFragment(url: string, params: Record<string, stri
   const hashAt = url.indexOf('#');
   const base = hashAt === -1 ? url : url.slice(0, hashAt);
   const fragment = hashAt === -1 ? '' : url.slice(hashAt);
-  const added = new URLSearchParams(params).toString();
+  const added = formEncode(params);
   if (added === '') return url;
   const sep = !base.includes('?') ? '?' : base.endsWith('?') || base.endsWith('&') ? '' : '&';
   return `${base}${sep}${added}${fragment}`;
+}
+
+const PLAIN_RE = /^[A-Za-z0-9_.*-]*$/;
+
+/** `new URLSearchParams(params).toString()`, with a shortcut when nothing needs escaping (the usual case). */
+function formEncode(params: Record<string, string>): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(params)) {
+    if (!PLAIN_RE.test(k) || !PLAIN_RE.test(v)) return new URLSearchParams(params).toString();
+    parts.push(`${k}=${v}`);
+  }
+  return parts.join('&');
 }

@@ -80,8 +80,18 @@ export function deriveConsentKeys(secret: string | Uint8Array): ConsentKeys {
   return { token: h('wxsub/reserved/v1'), cookie: h('wxsub/consent-cookie/v1') };
 }
 
+// A service has one appid and a handful of templates: memoize their hashes (bounded, as templateId comes from the query).
+const APP_TPL_MEMO_MAX = 256;
+const appTplMemo = new Map<string, Buffer>();
 function appTemplateHash(appId: string, templateId: string): Buffer {
-  return createHash('sha256').update(`${appId}\0${templateId}`).digest().subarray(0, APP_TPL_LEN);
+  const key = `${appId}\0${templateId}`;
+  let h = appTplMemo.get(key);
+  if (h === undefined) {
+    h = createHash('sha256').update(key).digest().subarray(0, APP_TPL_LEN);
+    if (appTplMemo.size >= APP_TPL_MEMO_MAX) appTplMemo.clear();
+    appTplMemo.set(key, h);
+  }
+  return h;
 }
 
 function contextHash(keys: ConsentKeys, cookieSecret: string, next: string): Buffer {
@@ -110,7 +120,7 @@ export type ReservedBinding = {
 /** A signed token and its id. */
 export type SignedReserved = {
   token: string;
-  /** base62 nonce: the single-use id (store.nonces.use). */
+  /** base62 nonce: the single-use id (store.nonces.redeemOneTime). */
   nonce: string;
   /** ms since the epoch */
   expiresAt: number;
@@ -201,7 +211,7 @@ export function verifyReserved(keys: ConsentKeys, token: unknown): ReservedCheck
 /**
  * Full check of a token against the callback and the browser's cookie, in a fixed order:
  * malformed → forged → expired → app/template → scene → cookie. (Single use is the caller's last step:
- * `store.nonces.use(claims.nonce)`, so a rejected attempt never burns a valid link.)
+ * `store.nonces.redeemOneTime`, so a rejected attempt never burns a valid link.)
  * @param expected.cookieSecret/next from the verified consent cookie, or null when the browser sent none
  */
 export function checkReserved(
@@ -217,7 +227,24 @@ export function checkReserved(
 ): ReservedCheck {
   const v = verifyReserved(keys, token);
   if (!v.ok) return v;
-  const { claims } = v;
+  return checkReservedClaims(keys, v.claims, expected);
+}
+
+/**
+ * The part of {@link checkReserved} after the signature: expired → app/template → scene → cookie, on claims
+ * that {@link verifyReserved} returned (so a caller that already verified the token does not verify it twice).
+ */
+export function checkReservedClaims(
+  keys: ConsentKeys,
+  claims: ReservedClaims,
+  expected: {
+    appId: string;
+    templateId: string;
+    scene: number;
+    cookie: { cookieSecret: string; next: string } | null;
+    now: number;
+  },
+): ReservedCheck {
   if (expected.now >= claims.expiresAt) return { ok: false, code: 'CONSENT_RESERVED_EXPIRED', claims };
   if (!timingSafeEqual(claims.appTemplate, appTemplateHash(expected.appId, expected.templateId))) {
     return { ok: false, code: 'CONSENT_BINDING_MISMATCH', claims };

@@ -1,5 +1,5 @@
 // Engine-neutral pieces shared by the SQLite and PostgreSQL stores: ids, cursors, outcome effects, row mapping.
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type {
   AttemptOutcome,
@@ -26,13 +26,13 @@ const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
  */
 export function createIdGenerator(now: () => number = Date.now): IdGenerator {
   let lastTime = -1;
-  let lastRandom: number[] = [];
+  let timePart = '';
+  const rand = new Uint8Array(16);
+  // Hot path (one id per written row): typed array and a cached time prefix, no per-call arrays.
   return () => {
     const t = Math.max(now(), lastTime);
-    let rand: number[];
     if (t === lastTime) {
       // Same millisecond: increment the previous random part so ids stay strictly increasing.
-      rand = [...lastRandom];
       for (let i = rand.length - 1; i >= 0; i--) {
         const v = (rand[i] as number) + 1;
         if (v < 32) {
@@ -42,20 +42,22 @@ export function createIdGenerator(now: () => number = Date.now): IdGenerator {
         rand[i] = 0;
       }
     } else {
-      const bytes = randomBytes(16);
-      rand = Array.from(bytes, (b) => b & 31);
+      randomFillSync(rand);
+      for (let i = 0; i < rand.length; i++) rand[i] = (rand[i] as number) & 31;
       // Leave headroom so increments within one millisecond never overflow.
       rand[0] = (rand[0] as number) & 15;
+      lastTime = t;
+      let time = '';
+      let rest = t;
+      for (let i = 0; i < 10; i++) {
+        time = CROCKFORD[rest % 32] + time;
+        rest = Math.floor(rest / 32);
+      }
+      timePart = time;
     }
-    lastTime = t;
-    lastRandom = rand;
-    let time = '';
-    let rest = t;
-    for (let i = 0; i < 10; i++) {
-      time = CROCKFORD[rest % 32] + time;
-      rest = Math.floor(rest / 32);
-    }
-    return time + rand.map((v) => CROCKFORD[v]).join('');
+    let id = timePart;
+    for (let i = 0; i < rand.length; i++) id += CROCKFORD[rand[i] as number];
+    return id;
   };
 }
 

@@ -931,5 +931,127 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(await store.nonces.use({ nonce: 'n2', expiresAt: T0 + 1000, now: T0 + 200 })).toBe(false);
       });
     });
+
+    describe('consent redeem (nonce + grant in one transaction)', () => {
+      const redeemConfirm = (nonce: string, openid: string, scene: number, now = T0) =>
+        store.nonces.redeemOneTime({
+          nonce,
+          expiresAt: T0 + 600_000,
+          appId: APP,
+          templateId: TPL,
+          scene,
+          now,
+          action: 'confirm',
+          openid,
+        });
+      const everything = async () => ({
+        u1: await store.grants.listForUser({ appId: APP, openid: 'u1' }),
+        u2: await store.grants.listForUser({ appId: APP, openid: 'u2' }),
+        refusals: await store.grants.countRefusals({ appId: APP }),
+      });
+
+      it('a confirm spends the nonce and records the grant; a replayed nonce changes nothing', async () => {
+        const r = await redeemConfirm('k1', 'u1', 5);
+        expect(r).toMatchObject({ fresh: true, action: 'confirm', created: true });
+        if (!r.fresh || r.action !== 'confirm') throw new Error('expected a fresh confirm');
+        expect(r.grant).toMatchObject({ openid: 'u1', scene: 5, state: 'available', confirmedAt: T0 });
+        expect(await getGrant('u1', 5)).toEqual(r.grant);
+        const before = await everything();
+        // Same nonce again: same user and scene, another user, another scene, a cancel — none writes anything.
+        expect(await redeemConfirm('k1', 'u1', 5, T0 + 10)).toEqual({ fresh: false });
+        expect(await redeemConfirm('k1', 'u2', 6, T0 + 10)).toEqual({ fresh: false });
+        expect(
+          await store.nonces.redeemOneTime({
+            nonce: 'k1',
+            expiresAt: T0 + 600_000,
+            appId: APP,
+            templateId: TPL,
+            scene: 5,
+            now: T0 + 10,
+            action: 'cancel',
+            openid: 'u1',
+          }),
+        ).toEqual({ fresh: false });
+        expect(await everything()).toEqual(before);
+        // The redeemed nonce is spent for the plain nonce API too.
+        expect(await store.nonces.use({ nonce: 'k1', expiresAt: T0 + 600_000, now: T0 + 20 })).toBe(false);
+      });
+
+      it('a confirm follows recordOneTime: no stacking, re-opens a consumed grant', async () => {
+        await redeemConfirm('k1', 'u1', 5);
+        const again = await redeemConfirm('k2', 'u1', 5, T0 + 5);
+        expect(again).toMatchObject({ fresh: true, created: false, grant: { confirmedAt: T0 + 5 } });
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'u1', templateId: TPL })).toEqual([
+          5,
+        ]);
+        await store.grants.consume({ appId: APP, openid: 'u1', templateId: TPL, scene: 5, now: T0 + 6 });
+        const reopened = await redeemConfirm('k3', 'u1', 5, T0 + 7);
+        expect(reopened).toMatchObject({
+          fresh: true,
+          created: true,
+          grant: { state: 'available', closedAt: null },
+        });
+      });
+
+      it('a cancel spends the nonce and counts a refusal, once', async () => {
+        const cancel = (now: number) =>
+          store.nonces.redeemOneTime({
+            nonce: 'c1',
+            expiresAt: T0 + 600_000,
+            appId: APP,
+            templateId: TPL,
+            scene: 3,
+            now,
+            action: 'cancel',
+          });
+        expect(await cancel(T0)).toEqual({ fresh: true, action: 'cancel' });
+        expect(await store.grants.countRefusals({ appId: APP, templateId: TPL })).toBe(1);
+        expect(await cancel(T0 + 1)).toEqual({ fresh: false });
+        expect(await store.grants.countRefusals({ appId: APP, templateId: TPL })).toBe(1);
+        expect((await store.grants.listAvailable({ appId: APP })).items).toEqual([]);
+      });
+
+      it('a nonce already used through nonces.use is not redeemed', async () => {
+        expect(await store.nonces.use({ nonce: 'k9', expiresAt: T0 + 600_000, now: T0 })).toBe(true);
+        expect(await redeemConfirm('k9', 'u1', 1)).toEqual({ fresh: false });
+        expect(await getGrant('u1', 1)).toBeNull();
+      });
+
+      it('of 20 concurrent redeems of one nonce exactly one writes', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, k) => redeemConfirm('race', k % 2 === 0 ? 'u1' : 'u2', k)),
+        );
+        expect(results.filter((r) => r.fresh)).toHaveLength(1);
+        const held = await everything();
+        expect(held.u1.grants.length + held.u2.grants.length).toBe(1);
+      });
+
+      it('when the grant cannot be written the nonce stays unspent', async () => {
+        // A NOT NULL violation inside the transaction: the nonce insert must roll back with it.
+        await expect(redeemConfirm('k5', null as unknown as string, 1)).rejects.toThrow();
+        expect(await store.grants.listAvailable({ appId: APP })).toEqual({ items: [], nextCursor: null });
+        expect(await redeemConfirm('k5', 'u1', 1)).toMatchObject({ fresh: true, created: true });
+      });
+
+      it('concurrent redeems succeed or fail one by one (a failing one neither blocks nor spends the others)', async () => {
+        const [bad, good1, good2, replay] = await Promise.allSettled([
+          redeemConfirm('b1', null as unknown as string, 1),
+          redeemConfirm('g1', 'u1', 1),
+          redeemConfirm('g2', 'u2', 2),
+          redeemConfirm('g1', 'u2', 9),
+        ]);
+        expect(bad.status).toBe('rejected');
+        const fresh = [good1, good2, replay].map((r) => r.status === 'fulfilled' && r.value.fresh);
+        expect(fresh.filter(Boolean)).toHaveLength(2);
+        expect(fresh[1]).toBe(true);
+        // Whichever of the two uses of 'g1' came first wrote its grant; the other wrote nothing.
+        expect((await getGrant('u1', 1))?.state ?? null).toBe(fresh[0] ? 'available' : null);
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'u2', templateId: TPL })).toEqual(
+          fresh[0] ? [2] : [2, 9],
+        );
+        // The failed callback's nonce is still good.
+        expect(await redeemConfirm('b1', 'u1', 3)).toMatchObject({ fresh: true, created: true });
+      });
+    });
   });
 }

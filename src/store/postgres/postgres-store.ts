@@ -30,6 +30,8 @@ import type {
   MessageFilter,
   NonceRepo,
   OutboxRepo,
+  RecordGrantResult,
+  RedeemOneTimeResult,
   Store,
   TemplateRecord,
   TemplateRepo,
@@ -114,40 +116,62 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   const json = (v: unknown): string => JSON.stringify(v);
 
   // ---- grants -------------------------------------------------------------------------------------------
+  // On the pool (autocommit) or on a transaction's client, so the consent redeem can share its transaction.
+  const recordOneTimeOn = async (
+    c: Queryable,
+    i: { appId: string; openid: string; templateId: string; scene: number; now: number },
+  ): Promise<RecordGrantResult> => {
+    const key = [i.appId, i.openid, i.templateId, i.scene];
+    // Two statements instead of one upsert so we can tell "re-opened" from "already open"; loop on races.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const reopened = await one(
+        c,
+        `UPDATE grants SET state = 'available', closed_at = NULL, confirmed_at = $5, updated_at = $5
+         WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND scene = $4 AND state IN ('consumed', 'revoked') RETURNING *`,
+        [...key, i.now],
+      );
+      if (reopened) return { grant: toGrant(reopened), created: true };
+      const r = await one(
+        c,
+        `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at)
+         VALUES ($6, $1, $2, $3, $4, 'available', $5, $5, $5)
+         ON CONFLICT ON CONSTRAINT grants_key DO UPDATE SET confirmed_at = EXCLUDED.confirmed_at, updated_at = EXCLUDED.updated_at
+           WHERE grants.state IN ('available', 'reserved')
+         RETURNING *, (xmax = 0) AS inserted`,
+        [...key, i.now, ids()],
+      );
+      if (r) return { grant: toGrant(r), created: r.inserted === true };
+    }
+    throw new AppError('STORE_UNAVAILABLE', {
+      message: 'The grant kept changing while a confirm was recorded',
+      retryable: true,
+    });
+  };
+  const recordRefusalOn = async (
+    c: Queryable,
+    i: { appId: string; templateId: string; scene: number; openid?: string; now: number },
+  ): Promise<void> => {
+    await q(
+      c,
+      'INSERT INTO refusals (id, app_id, template_id, scene, openid, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
+      [ids(), i.appId, i.templateId, i.scene, i.openid ?? null, i.now],
+    );
+  };
+  const useNonceOn = async (c: Queryable, i: { nonce: string; expiresAt: number; now: number }) =>
+    (
+      await q(
+        c,
+        'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING RETURNING 1',
+        [i.nonce, i.expiresAt, i.now],
+      )
+    ).length === 1;
+
   const grants: GrantRepo = {
     async recordOneTime(i) {
-      const key = [i.appId, i.openid, i.templateId, i.scene];
-      // Two statements instead of one upsert so we can tell "re-opened" from "already open"; loop on races.
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const reopened = await one(
-          pool,
-          `UPDATE grants SET state = 'available', closed_at = NULL, confirmed_at = $5, updated_at = $5
-           WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND scene = $4 AND state IN ('consumed', 'revoked') RETURNING *`,
-          [...key, i.now],
-        );
-        if (reopened) return { grant: toGrant(reopened), created: true };
-        const r = await one(
-          pool,
-          `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at)
-           VALUES ($6, $1, $2, $3, $4, 'available', $5, $5, $5)
-           ON CONFLICT ON CONSTRAINT grants_key DO UPDATE SET confirmed_at = EXCLUDED.confirmed_at, updated_at = EXCLUDED.updated_at
-             WHERE grants.state IN ('available', 'reserved')
-           RETURNING *, (xmax = 0) AS inserted`,
-          [...key, i.now, ids()],
-        );
-        if (r) return { grant: toGrant(r), created: r.inserted === true };
-      }
-      throw new AppError('STORE_UNAVAILABLE', {
-        message: 'The grant kept changing while a confirm was recorded',
-        retryable: true,
-      });
+      return recordOneTimeOn(pool, i);
     },
     async recordRefusal(i) {
-      await q(
-        pool,
-        'INSERT INTO refusals (id, app_id, template_id, scene, openid, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
-        [ids(), i.appId, i.templateId, i.scene, i.openid ?? null, i.now],
-      );
+      await recordRefusalOn(pool, i);
     },
     async consume(i) {
       const r = await q(
@@ -752,12 +776,18 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
 
   const nonces: NonceRepo = {
     async use(i) {
-      const r = await q(
-        pool,
-        'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING RETURNING 1',
-        [i.nonce, i.expiresAt, i.now],
-      );
-      return r.length === 1;
+      return useNonceOn(pool, i);
+    },
+    async redeemOneTime(i) {
+      // A concurrent redeem of the same nonce waits on the unique index until this transaction ends, then
+      // finds the nonce taken (or takes it, if this one rolled back).
+      return tx(async (c): Promise<RedeemOneTimeResult> => {
+        if (!(await useNonceOn(c, i))) return { fresh: false };
+        if (i.action === 'confirm')
+          return { fresh: true, action: 'confirm', ...(await recordOneTimeOn(c, i)) };
+        await recordRefusalOn(c, i);
+        return { fresh: true, action: 'cancel' };
+      });
     },
     async purgeExpired(now) {
       return (await q(pool, 'DELETE FROM consent_nonces WHERE expires_at <= $1 RETURNING 1', [now])).length;
@@ -821,10 +851,9 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     async close() {
       if (closed) return;
       closed = true;
-      if (ownsPool) {
-        await pool.end();
-        pool.off('error', onError);
-      }
+      // The no-op error listener stays: pool.end() resolves before its clients' sockets have closed, and a
+      // server-side termination arriving in that window (e.g. a dropped database) must not become an uncaught error.
+      if (ownsPool) await pool.end();
     },
   };
 }

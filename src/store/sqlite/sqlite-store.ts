@@ -27,15 +27,20 @@ import type {
   CampaignStats,
   EnqueueInput,
   EnqueueResult,
+  Grant,
   GrantRepo,
   MessageFilter,
   NonceRepo,
   OutboxMessage,
   OutboxRepo,
+  RecordGrantResult,
+  RedeemOneTimeInput,
+  RedeemOneTimeResult,
   Store,
   TemplateRecord,
   TemplateRepo,
 } from '../store.js';
+import { startBackgroundCheckpoint, type BackgroundCheckpoint } from './background-checkpoint.js';
 import { sqliteMigrations } from './migrations/index.js';
 
 /** Options of {@link createSqliteStore}. */
@@ -48,7 +53,21 @@ export type SqliteStoreOptions = {
   ids?: IdGenerator;
   /** How long a write waits for another process's lock, in ms. @default 5000 */
   busyTimeoutMs?: number;
+  /**
+   * Who checkpoints the WAL. 'background': a worker thread with its own connection, every
+   * `checkpointIntervalMs`, so no commit on the event loop pays for copying pages and fsyncing (the writer
+   * keeps a large auto-checkpoint as a safety net for sustained write bursts). 'auto': SQLite's default
+   * (the committing connection checkpoints every 1000 pages). In-memory databases have no WAL.
+   * @default 'background'
+   */
+  checkpoint?: 'background' | 'auto';
+  /** Interval of the background checkpoint, in ms. @default 500 */
+  checkpointIntervalMs?: number;
 };
+
+/** Auto-checkpoint threshold (pages) of the writing connection while a background checkpointer runs. */
+const SAFETY_NET_CHECKPOINT_PAGES = 10_000;
+const SQLITE_DEFAULT_CHECKPOINT_PAGES = 1000;
 
 type Stmt = Database.Statement<unknown[], Row>;
 
@@ -68,6 +87,17 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
+  let checkpointer: BackgroundCheckpoint | null = null;
+  if (options.path !== ':memory:' && (options.checkpoint ?? 'background') === 'background') {
+    db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`);
+    checkpointer = startBackgroundCheckpoint(options.path, {
+      ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }),
+      // Without the worker, fall back to SQLite's own checkpoints on the writing connection.
+      onError: () => {
+        if (db.open) db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_CHECKPOINT_PAGES}`);
+      },
+    });
+  }
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? createIdGenerator(() => clock.now());
 
@@ -87,27 +117,119 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   };
   const json = (v: unknown): string => JSON.stringify(v);
 
+  let closed = false;
+
   // ---- grants -------------------------------------------------------------------------------------------
   const grantByKey = 'SELECT * FROM grants WHERE app_id = ? AND openid = ? AND template_id = ? AND scene = ?';
-  const recordOneTime = tx(
-    (i: { appId: string; openid: string; templateId: string; scene: number; now: number }) => {
-      const row = q(grantByKey).get(i.appId, i.openid, i.templateId, i.scene);
-      if (row === undefined) {
-        const r = q(
-          `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at, closed_at)
-         VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, NULL) RETURNING *`,
-        ).get(ids(), i.appId, i.openid, i.templateId, i.scene, i.now, i.now, i.now) as Row;
-        return { grant: toGrant(r), created: true };
+  // Unwrapped bodies, so both the public methods and the consent redeem can run them in their own transaction.
+  const recordOneTimeIn = (i: {
+    appId: string;
+    openid: string;
+    templateId: string;
+    scene: number;
+    now: number;
+  }): RecordGrantResult => {
+    // The usual confirm is a new grant: one INSERT, and the row is known without reading it back.
+    const id = ids();
+    const inserted = q(
+      `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at, closed_at)
+       VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, NULL) ON CONFLICT (app_id, openid, template_id, scene) DO NOTHING`,
+    ).run(id, i.appId, i.openid, i.templateId, i.scene, i.now, i.now, i.now);
+    if (inserted.changes === 1) {
+      const grant: Grant = {
+        id,
+        appId: i.appId,
+        openid: i.openid,
+        templateId: i.templateId,
+        scene: i.scene,
+        state: 'available',
+        createdAt: i.now,
+        updatedAt: i.now,
+        confirmedAt: i.now,
+        closedAt: null,
+      };
+      return { grant, created: true };
+    }
+    // Confirms do not stack: an open grant only gets its confirm time; a consumed/revoked one re-opens.
+    const row = q(grantByKey).get(i.appId, i.openid, i.templateId, i.scene) as Row;
+    const reopen = row.state === 'consumed' || row.state === 'revoked';
+    const r = q(
+      `UPDATE grants SET state = CASE WHEN ? THEN 'available' ELSE state END,
+       closed_at = CASE WHEN ? THEN NULL ELSE closed_at END, confirmed_at = ?, updated_at = ?
+     WHERE id = ? RETURNING *`,
+    ).get(reopen ? 1 : 0, reopen ? 1 : 0, i.now, i.now, row.id) as Row;
+    return { grant: toGrant(r), created: reopen };
+  };
+  const recordOneTime = tx(recordOneTimeIn);
+  const recordRefusalIn = (i: {
+    appId: string;
+    templateId: string;
+    scene: number;
+    openid?: string;
+    now: number;
+  }): void => {
+    q(
+      'INSERT INTO refusals (id, app_id, template_id, scene, openid, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(ids(), i.appId, i.templateId, i.scene, i.openid ?? null, i.now);
+  };
+  const useNonceIn = (i: { nonce: string; expiresAt: number; now: number }): boolean =>
+    q(
+      'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?) ON CONFLICT (nonce) DO NOTHING',
+    ).run(i.nonce, i.expiresAt, i.now).changes === 1;
+  // One consent callback's writes. Inside the batch transaction below it runs under its own SAVEPOINT
+  // (better-sqlite3 nests transactions that way), so a failing callback rolls back alone.
+  const redeemOne = db.transaction((i: RedeemOneTimeInput): RedeemOneTimeResult => {
+    if (!useNonceIn(i)) return { fresh: false };
+    if (i.action === 'confirm') return { fresh: true, action: 'confirm', ...recordOneTimeIn(i) };
+    recordRefusalIn(i);
+    return { fresh: true, action: 'cancel' };
+  });
+  // Group commit: callbacks that arrive in the same event-loop turn share ONE write transaction (one commit
+  // instead of one each). Every caller still resolves only after the commit that holds its writes, and items
+  // run in arrival order, so a nonce replayed within a batch finds the first use.
+  type PendingRedeem = {
+    input: RedeemOneTimeInput;
+    resolve: (r: RedeemOneTimeResult) => void;
+    reject: (e: unknown) => void;
+  };
+  let redeemQueue: PendingRedeem[] = [];
+  const redeemBatch = tx((batch: PendingRedeem[]) =>
+    batch.map((p): { ok: true; value: RedeemOneTimeResult } | { ok: false; error: unknown } => {
+      try {
+        return { ok: true, value: redeemOne(p.input) };
+      } catch (error) {
+        // Errors like SQLITE_FULL roll back the whole transaction: stop, so later items do not autocommit.
+        if (!db.inTransaction) throw error;
+        return { ok: false, error };
       }
-      const reopen = row.state === 'consumed' || row.state === 'revoked';
-      const r = q(
-        `UPDATE grants SET state = CASE WHEN ? THEN 'available' ELSE state END,
-         closed_at = CASE WHEN ? THEN NULL ELSE closed_at END, confirmed_at = ?, updated_at = ?
-       WHERE id = ? RETURNING *`,
-      ).get(reopen ? 1 : 0, reopen ? 1 : 0, i.now, i.now, row.id) as Row;
-      return { grant: toGrant(r), created: reopen };
-    },
+    }),
   );
+  const flushRedeems = (): void => {
+    const batch = redeemQueue;
+    if (batch.length === 0) return;
+    redeemQueue = [];
+    let outcomes: ReturnType<typeof redeemBatch>;
+    try {
+      outcomes = redeemBatch(batch);
+    } catch (error) {
+      for (const p of batch) p.reject(error); // nothing committed
+      return;
+    }
+    batch.forEach((p, k) => {
+      const o = outcomes[k] as (typeof outcomes)[number];
+      if (o.ok) p.resolve(o.value);
+      else p.reject(o.error);
+    });
+  };
+  const redeemOneTime = (input: RedeemOneTimeInput): Promise<RedeemOneTimeResult> =>
+    new Promise((resolve, reject) => {
+      if (closed) {
+        reject(new AppError('STORE_UNAVAILABLE', { message: 'The store is closed' }));
+        return;
+      }
+      redeemQueue.push({ input, resolve, reject });
+      if (redeemQueue.length === 1) setImmediate(flushRedeems);
+    });
 
   const availableScenes = (appId: string, openid: string, templateId: string): number[] =>
     q(
@@ -127,9 +249,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return recordOneTime(i);
     },
     async recordRefusal(i) {
-      q(
-        'INSERT INTO refusals (id, app_id, template_id, scene, openid, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-      ).run(ids(), i.appId, i.templateId, i.scene, i.openid ?? null, i.now);
+      recordRefusalIn(i);
     },
     async consume(i) {
       const r = q(
@@ -721,10 +841,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
   const nonces: NonceRepo = {
     async use(i) {
-      const r = q(
-        'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?) ON CONFLICT (nonce) DO NOTHING',
-      ).run(i.nonce, i.expiresAt, i.now);
-      return r.changes === 1;
+      return useNonceIn(i);
+    },
+    async redeemOneTime(i) {
+      return redeemOneTime(i);
     },
     async purgeExpired(now) {
       return q('DELETE FROM consent_nonces WHERE expires_at <= ?').run(now).changes;
@@ -763,7 +883,6 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     return applied;
   });
 
-  let closed = false;
   return {
     engine: 'sqlite',
     grants,
@@ -779,7 +898,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async close() {
       if (closed) return;
       closed = true;
+      if (redeemQueue.length > 0) flushRedeems(); // callers waiting for a commit get it before the close
       cache.clear();
+      await checkpointer?.stop();
       db.close();
     },
   };
