@@ -139,12 +139,12 @@ export async function startService(
 
     const { createServiceApp } = await import('../http/app.js');
     // The app is built before the dispatcher; the status route reads it through this late binding.
-    let dispatcherStatus: (() => unknown) | undefined;
+    const late: { dispatcherStatus?: () => unknown } = {};
     const app = await createServiceApp(
       {
         store,
         wechat,
-        dispatcherStatus: () => dispatcherStatus?.() ?? null,
+        dispatcherStatus: () => late.dispatcherStatus?.() ?? null,
         logger: logger.child({ component: 'http' }),
         ...(deps.clock === undefined ? {} : { clock: deps.clock }),
       },
@@ -170,7 +170,7 @@ export async function startService(
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    dispatcherStatus = () => dispatcher.status();
+    late.dispatcherStatus = () => dispatcher.status();
     dispatcher.start();
     closers.push(() => Promise.resolve(dispatcher.stop()));
     logger.info({ url, engine: store.engine }, 'wxsub service listening');
