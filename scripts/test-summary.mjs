@@ -11,16 +11,13 @@ try {
   process.exit(1);
 }
 const passed = report.numPassedTests ?? 0;
-// A suite that failed to load counts as a failure even though none of its tests ran.
-const failed =
-  (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0) - countSuitesWithFailedTests(report);
+// numFailedTestSuites counts describe blocks, so count files instead: a file that failed without a
+// failed test (it did not load, or a hook threw) is one failure more.
+const brokenFiles = (report.testResults ?? []).filter(
+  (f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed'),
+).length;
+const failed = (report.numFailedTests ?? 0) + brokenFiles;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
-
-function countSuitesWithFailedTests(r) {
-  return (r.testResults ?? []).filter(
-    (s) => s.status === 'failed' && (s.assertionResults ?? []).some((a) => a.status === 'failed'),
-  ).length;
-}
 
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 ? 1 : 0);

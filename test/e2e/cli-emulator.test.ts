@@ -69,6 +69,8 @@ describe('wxsub emulator (child process)', () => {
     child = r.p;
     const m = await waitFor(/wxsub emulator listening on (http:\/\/\S+)/, r.output, r.exit, 30_000);
     const url = m[1] as string;
+    // The banner's app lines follow the URL line; wait for them rather than racing the pipe.
+    await waitFor(/app wxclitest000000001/, r.output, r.exit, 30_000);
     expect(r.output()).toContain('wxclitest000000001');
     expect(r.output()).not.toContain('c11e5700000000000000000000000c11');
 
