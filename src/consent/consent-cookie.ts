@@ -1,5 +1,6 @@
 // Signed consent cookies: the per-link cookie (binds a `reserved` token to the browser and keeps `next`) and the openid hint.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { hmacWith } from './hmac-sha256.js';
 import type { ConsentKeys } from './reserved-token.js';
 
 /** Path every consent cookie is scoped to. */
@@ -7,6 +8,9 @@ export const CONSENT_COOKIE_PATH = '/consent';
 /** Name of the cookie remembering which openid confirmed in this browser (for `scene=auto`). */
 export const OPENID_COOKIE = 'wxsub_oid';
 const LINK_PREFIX = 'wxsub_c_';
+/** Bytes of a cookie's MAC (HMAC-SHA256 truncated). */
+export const COOKIE_MAC_LEN = 16;
+const MAX_COOKIE_LENGTH = 8192;
 
 /** Name of the link cookie of one consent flow (one per flow, so parallel tabs do not clobber each other). */
 export function linkCookieName(nonce: string): string {
@@ -16,29 +20,33 @@ export function linkCookieName(nonce: string): string {
 /** The content of a link cookie. */
 export type LinkCookie = { cookieSecret: string; next: string };
 
-function sign(keys: ConsentKeys, purpose: string, payload: string): string {
-  return createHmac('sha256', keys.cookie)
-    .update(`${purpose}\0${payload}`)
-    .digest()
-    .subarray(0, 16)
-    .toString('base64url');
+/** A link cookie read by {@link openLinkCookie}: its content and the MAC it carried (already verified). */
+export type OpenedLinkCookie = LinkCookie & {
+  /** HMAC(cookie key, "link" \0 payload), 16 bytes: equal to the MAC the cookie carried. */
+  mac: Buffer;
+};
+
+function macOf(keys: ConsentKeys, purpose: string, payload: string): Buffer {
+  return hmacWith(keys.cookie, Buffer.from(`${purpose}\0${payload}`)).subarray(0, COOKIE_MAC_LEN);
 }
 
-function seal(keys: ConsentKeys, purpose: string, data: unknown): string {
-  const payload = Buffer.from(JSON.stringify(data)).toString('base64url');
-  return `${payload}.${sign(keys, purpose, payload)}`;
-}
+const payloadOf = (data: unknown): string => Buffer.from(JSON.stringify(data)).toString('base64url');
 
-function open(keys: ConsentKeys, purpose: string, value: string | undefined): unknown {
+/** Opens `payload.mac`: undefined when absent, null when malformed or the MAC is wrong. */
+function open(
+  keys: ConsentKeys,
+  purpose: string,
+  value: string | undefined,
+): { data: unknown; mac: Buffer } | null | undefined {
   if (value === undefined) return undefined;
   const dot = value.indexOf('.');
-  if (dot < 1 || value.length > 8192) return null;
+  if (dot < 1 || value.length > MAX_COOKIE_LENGTH) return null;
   const payload = value.slice(0, dot);
   const given = Buffer.from(value.slice(dot + 1), 'base64url');
-  const want = Buffer.from(sign(keys, purpose, payload), 'base64url');
+  const want = macOf(keys, purpose, payload);
   if (given.length !== want.length || !timingSafeEqual(given, want)) return null;
   try {
-    return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as unknown;
+    return { data: JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as unknown, mac: want };
   } catch {
     return null;
   }
@@ -49,30 +57,100 @@ export function newCookieSecret(): string {
   return randomBytes(16).toString('base64url');
 }
 
-/** Serializes a signed link cookie value. */
-export function sealLinkCookie(keys: ConsentKeys, c: LinkCookie): string {
-  return seal(keys, 'link', { s: c.cookieSecret, n: c.next });
+/** The signed part of a link cookie: base64url of its JSON content (a fixed encoding of both fields). */
+export function linkCookiePayload(c: LinkCookie): string {
+  return payloadOf({ s: c.cookieSecret, n: c.next });
 }
 
 /**
- * Reads a link cookie: `undefined` when absent, `null` when present but tampered, else its content.
+ * The MAC of a link cookie with this content (16 bytes). The `reserved` token's cookie binding is its first
+ * bytes, so a callback that verified the cookie's MAC already holds the binding (reserved-token.ts).
  */
-export function openLinkCookie(keys: ConsentKeys, value: string | undefined): LinkCookie | null | undefined {
+export function linkCookieMac(keys: ConsentKeys, c: LinkCookie): Buffer {
+  return macOf(keys, 'link', linkCookiePayload(c));
+}
+
+/** Serializes a signed link cookie value. */
+export function sealLinkCookie(keys: ConsentKeys, c: LinkCookie): string {
+  const payload = linkCookiePayload(c);
+  return `${payload}.${macOf(keys, 'link', payload).toString('base64url')}`;
+}
+
+/**
+ * Reads a link cookie: `undefined` when absent, `null` when present but tampered, else its content and MAC.
+ */
+export function openLinkCookie(
+  keys: ConsentKeys,
+  value: string | undefined,
+): OpenedLinkCookie | null | undefined {
   const d = open(keys, 'link', value);
   if (d === undefined || d === null) return d;
-  const o = d as { s?: unknown; n?: unknown };
-  if (typeof o.s !== 'string' || typeof o.n !== 'string') return null;
-  return { cookieSecret: o.s, next: o.n };
+  const o = d.data as { s?: unknown; n?: unknown } | null;
+  if (o === null || typeof o.s !== 'string' || typeof o.n !== 'string') return null;
+  return { cookieSecret: o.s, next: o.n, mac: d.mac };
 }
 
 /** Serializes the signed openid hint for an app. */
 export function sealOpenidCookie(keys: ConsentKeys, appId: string, openid: string): string {
-  return seal(keys, 'openid', { a: appId, o: openid });
+  const payload = payloadOf({ a: appId, o: openid });
+  return `${payload}.${macOf(keys, 'openid', payload).toString('base64url')}`;
 }
 
 /** Reads the openid hint; null unless present, untampered and for `appId`. */
 export function openOpenidCookie(keys: ConsentKeys, appId: string, value: string | undefined): string | null {
-  const d = open(keys, 'openid', value) as { a?: unknown; o?: unknown } | null | undefined;
-  if (d === undefined || d === null || d.a !== appId || typeof d.o !== 'string') return null;
-  return d.o;
+  const d = open(keys, 'openid', value);
+  if (d === undefined || d === null) return null;
+  const o = d.data as { a?: unknown; o?: unknown } | null;
+  if (o === null || o.a !== appId || typeof o.o !== 'string') return null;
+  return o.o;
+}
+
+/**
+ * The value of cookie `name` in a `Cookie` request header, exactly as @fastify/cookie (cookie@2 `parseCookie`)
+ * would give it — first pair with that name wins, spaces/tabs around names and values trimmed, `%`-escapes
+ * decoded when valid — without building an object of every cookie. `undefined` when absent.
+ */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined || header.length < 2) return undefined;
+  const len = header.length;
+  let index = 0;
+  do {
+    let eq = header.indexOf('=', index);
+    if (eq === -1) eq = len;
+    if (eq === len) return undefined;
+    let end = header.indexOf(';', index);
+    if (end === -1) end = len;
+    if (eq > end) {
+      // The pair before `=` had no `=` of its own: back up to the last `;` before it (as the library does).
+      index = header.lastIndexOf(';', eq - 1) + 1;
+      continue;
+    }
+    if (trimmed(header, index, eq) === name) {
+      const raw = trimmed(header, eq + 1, end);
+      if (raw.indexOf('%') === -1) return raw;
+      try {
+        return decodeURIComponent(raw);
+      } catch {
+        return raw;
+      }
+    }
+    index = end + 1;
+  } while (index < len);
+  return undefined;
+}
+
+function trimmed(s: string, min: number, max: number): string {
+  let start = min;
+  let end = max;
+  while (start < end) {
+    const c = s.charCodeAt(start);
+    if (c !== 32 && c !== 9) break;
+    start++;
+  }
+  while (end > start) {
+    const c = s.charCodeAt(end - 1);
+    if (c !== 32 && c !== 9) break;
+    end--;
+  }
+  return s.slice(start, end);
 }

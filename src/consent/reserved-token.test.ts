@@ -1,6 +1,7 @@
 // Property and example tests of the reserved token: shape, signature, expiry and bindings.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { openLinkCookie, sealLinkCookie } from './consent-cookie.js';
 import {
   base62Decode,
   base62Encode,
@@ -105,6 +106,26 @@ describe('reserved token', () => {
       'CONSENT_COOKIE_MISMATCH',
     );
     expect(code(token, expected({ cookie: { cookieSecret: 'cs', next: 'https://evil.example/' } }))).toBe(
+      'CONSENT_COOKIE_MISMATCH',
+    );
+  });
+
+  it('binds to the link cookie: a verified cookie MAC stands in for recomputing the binding', () => {
+    const { token } = signReserved(keys, binding, { now: NOW, ttlMs: 600_000 });
+    const code = (cookie: Parameters<typeof checkReserved>[2]['cookie']) => {
+      const r = checkReserved(keys, token, expected({ cookie }));
+      return r.ok ? 'ok' : r.code;
+    };
+    const own = openLinkCookie(keys, sealLinkCookie(keys, { cookieSecret: 'cs', next: binding.next }));
+    const other = openLinkCookie(keys, sealLinkCookie(keys, { cookieSecret: 'cs2', next: binding.next }));
+    expect(own?.mac).toHaveLength(16);
+    expect(code(own ?? null)).toBe('ok');
+    expect(code(other ?? null)).toBe('CONSENT_COOKIE_MISMATCH');
+    // The MAC decides when given: the right content with a wrong or empty MAC does not pass.
+    expect(code({ cookieSecret: 'cs', next: binding.next, mac: other?.mac as Buffer })).toBe(
+      'CONSENT_COOKIE_MISMATCH',
+    );
+    expect(code({ cookieSecret: 'cs', next: binding.next, mac: Buffer.alloc(0) })).toBe(
       'CONSENT_COOKIE_MISMATCH',
     );
   });

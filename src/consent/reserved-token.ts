@@ -1,15 +1,31 @@
 // The one-time consent `reserved` token: signed, expiring, single-use, [A-Za-z0-9] only, fixed 70 characters.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ErrorCode } from '../errors.js';
+import { linkCookieMac } from './consent-cookie.js';
+import { hmacWith } from './hmac-sha256.js';
 
 /*
  * Layout (49 bytes before base62, 70 characters after):
  *   version (1) | nonce (12) | expiry, unix seconds (4, BE) | scene (2, BE) | appTemplate (6) | context (8) | mac (16)
  * appTemplate = SHA-256(appId \0 templateId)[0..6)  → tells a cross-template/app callback apart from a forgery
- * context     = HMAC(cookieKey, "ctx" \0 cookieSecret \0 next)[0..8) → ties the link to the cookie set on the browser
+ * context     = HMAC(cookieKey, "link" \0 cookiePayload)[0..8) → ties the link to the cookie set on the browser
  * mac         = HMAC-SHA256(tokenKey, bytes[0..33))[0..16)
+ *
+ * Version 2: `context` is the first 8 bytes of the link cookie's own MAC (consent-cookie.ts: the cookie is
+ * `payload.mac`, payload = base64url(JSON {s: cookieSecret, n: next}), mac = HMAC(cookieKey, "link" \0 payload)[0..16)).
+ * Version 1 used a separate HMAC(cookieKey, "ctx" \0 cookieSecret \0 next). Why this is as strong:
+ * - The predicate is unchanged: "the browser holds the cookie that was set together with this link". The payload
+ *   is a fixed, injective encoding of (cookieSecret, next), so binding to its MAC binds (cookieSecret, next).
+ * - The callback accepts only a cookie whose 16-byte MAC verifies under the cookie key (nobody without the key can
+ *   make one) AND whose MAC starts with the token's `context` (which the token key authenticates). A cookie of
+ *   another flow carries an unrelated MAC (fresh 128-bit cookieSecret), so it matches with probability 2^-64, the
+ *   same bound as the 8-byte v1 context; forging either MAC needs a key.
+ * - Domain separation stays: token key ≠ cookie key (both derived from the secret with distinct labels), and the
+ *   cookie MAC is prefixed with its purpose ("link" vs "openid"), so no other MAC we issue can stand in for it.
+ * The gain: a callback that verified the cookie's MAC compares 8 bytes instead of computing a second HMAC.
+ * Tokens of version 1 (links minted before the upgrade, alive for one TTL) are refused as forged.
  */
-const VERSION = 1;
+const VERSION = 2;
 const NONCE_LEN = 12;
 const APP_TPL_LEN = 6;
 const CONTEXT_LEN = 8;
@@ -33,39 +49,49 @@ const RESERVED_RE = /^[A-Za-z0-9]{1,128}$/;
 const DIGIT = new Int8Array(128).fill(-1);
 for (let i = 0; i < ALPHABET.length; i++) DIGIT[ALPHABET.charCodeAt(i)] = i;
 
+const ALPHABET_CODES = Array.from(ALPHABET, (c) => c.charCodeAt(0));
+const TWO_32 = 2 ** 32;
+
 /** Encodes bytes as base62, 7 characters per 5 bytes (the last chunk zero-padded). */
 export function base62Encode(bytes: Uint8Array): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i += CHUNK_BYTES) {
+  const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
+  const codes = new Array<number>(chunks * CHUNK_CHARS);
+  for (let c = 0; c < chunks; c++) {
+    const i = c * CHUNK_BYTES;
     let n = 0;
     for (let j = 0; j < CHUNK_BYTES; j++) n = n * 256 + (bytes[i + j] ?? 0);
-    let chunk = '';
-    for (let k = 0; k < CHUNK_CHARS; k++) {
-      chunk = ALPHABET[n % 62] + chunk;
-      n = Math.floor(n / 62);
+    for (let k = CHUNK_CHARS - 1; k >= 0; k--) {
+      const q = Math.floor(n / 62);
+      codes[c * CHUNK_CHARS + k] = ALPHABET_CODES[n - q * 62] as number;
+      n = q;
     }
-    out += chunk;
   }
-  return out;
+  return String.fromCharCode(...codes);
 }
 
-/** Decodes {@link base62Encode} output into `length` bytes; null for any other text (so one spelling per value). */
-export function base62Decode(text: string, length: number): Uint8Array | null {
-  if (text.length !== Math.ceil(length / CHUNK_BYTES) * CHUNK_CHARS) return null;
-  const out = new Uint8Array(Math.ceil(length / CHUNK_BYTES) * CHUNK_BYTES);
-  for (let c = 0; c < text.length / CHUNK_CHARS; c++) {
+/**
+ * Decodes {@link base62Encode} output into `length` bytes; null for any other text (so one spelling per value).
+ * The result is a fresh Buffer (it may come from Node's shared pool, like any small Buffer).
+ */
+export function base62Decode(text: string, length: number): Buffer | null {
+  const chunks = Math.ceil(length / CHUNK_BYTES);
+  if (text.length !== chunks * CHUNK_CHARS) return null;
+  const out = Buffer.allocUnsafe(chunks * CHUNK_BYTES);
+  for (let c = 0; c < chunks; c++) {
     let n = 0;
     for (let k = 0; k < CHUNK_CHARS; k++) {
       const code = text.charCodeAt(c * CHUNK_CHARS + k);
       const d = code < 128 ? (DIGIT[code] as number) : -1;
       if (d < 0) return null;
-      n = n * 62 + d;
+      n = n * 62 + d; // < 62^7 < 2^42: exact in a double
     }
     if (n >= CHUNK_LIMIT) return null;
-    for (let j = CHUNK_BYTES - 1; j >= 0; j--) {
-      out[c * CHUNK_BYTES + j] = n % 256;
-      n = Math.floor(n / 256);
-    }
+    // 40 bits: the top byte above 2^32, the low four bytes with 32-bit integer ops.
+    const hi = Math.floor(n / TWO_32);
+    const lo = n - hi * TWO_32;
+    const o = c * CHUNK_BYTES;
+    out[o] = hi;
+    out.writeUInt32BE(lo, o + 1);
   }
   for (let i = length; i < out.length; i++) if (out[i] !== 0) return null;
   return out.subarray(0, length);
@@ -95,14 +121,11 @@ function appTemplateHash(appId: string, templateId: string): Buffer {
 }
 
 function contextHash(keys: ConsentKeys, cookieSecret: string, next: string): Buffer {
-  return createHmac('sha256', keys.cookie)
-    .update(`ctx\0${cookieSecret}\0${next}`)
-    .digest()
-    .subarray(0, CONTEXT_LEN);
+  return linkCookieMac(keys, { cookieSecret, next }).subarray(0, CONTEXT_LEN);
 }
 
 function mac(keys: ConsentKeys, body: Uint8Array): Buffer {
-  return createHmac('sha256', keys.token).update(body).digest().subarray(0, MAC_LEN);
+  return hmacWith(keys.token, body).subarray(0, MAC_LEN);
 }
 
 /** What a token binds. */
@@ -185,14 +208,11 @@ export function verifyReserved(keys: ConsentKeys, token: unknown): ReservedCheck
   if (typeof token !== 'string' || !RESERVED_RE.test(token))
     return { ok: false, code: 'CONSENT_RESERVED_MALFORMED' };
   if (token.length !== RESERVED_TOKEN_LENGTH) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
-  const raw = base62Decode(token, RAW_LEN);
-  if (raw === null) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
-  const body = raw.subarray(0, BODY_LEN);
-  const given = Buffer.from(raw.subarray(BODY_LEN));
-  if (!timingSafeEqual(mac(keys, body), given)) {
+  const b = base62Decode(token, RAW_LEN);
+  if (b === null) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
+  if (!timingSafeEqual(mac(keys, b.subarray(0, BODY_LEN)), b.subarray(BODY_LEN))) {
     return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
   }
-  const b = Buffer.from(body);
   const version = b.readUInt8(0);
   if (version !== VERSION) return { ok: false, code: 'CONSENT_RESERVED_FORGED' };
   let o = 1;
@@ -209,6 +229,13 @@ export function verifyReserved(keys: ConsentKeys, token: unknown): ReservedCheck
 }
 
 /**
+ * The browser's consent cookie as a check expects it: its content, and optionally the MAC it carried. Pass `mac`
+ * only as `openLinkCookie` (consent-cookie.ts) returned it (verified); then the binding is compared without another HMAC. An
+ * empty `mac` stands for a cookie that was present but tampered: it matches no token.
+ */
+export type ExpectedCookie = { cookieSecret: string; next: string; mac?: Uint8Array };
+
+/**
  * Full check of a token against the callback and the browser's cookie, in a fixed order:
  * malformed → forged → expired → app/template → scene → cookie. (Single use is the caller's last step:
  * `store.nonces.redeemOneTime`, so a rejected attempt never burns a valid link.)
@@ -221,7 +248,7 @@ export function checkReserved(
     appId: string;
     templateId: string;
     scene: number;
-    cookie: { cookieSecret: string; next: string } | null;
+    cookie: ExpectedCookie | null;
     now: number;
   },
 ): ReservedCheck {
@@ -241,7 +268,7 @@ export function checkReservedClaims(
     appId: string;
     templateId: string;
     scene: number;
-    cookie: { cookieSecret: string; next: string } | null;
+    cookie: ExpectedCookie | null;
     now: number;
   },
 ): ReservedCheck {
@@ -250,10 +277,13 @@ export function checkReservedClaims(
     return { ok: false, code: 'CONSENT_BINDING_MISMATCH', claims };
   }
   if (claims.scene !== expected.scene) return { ok: false, code: 'CONSENT_SCENE_MISMATCH', claims };
-  if (expected.cookie === null) return { ok: false, code: 'CONSENT_COOKIE_MISSING', claims };
-  if (
-    !timingSafeEqual(claims.context, contextHash(keys, expected.cookie.cookieSecret, expected.cookie.next))
-  ) {
+  const cookie = expected.cookie;
+  if (cookie === null) return { ok: false, code: 'CONSENT_COOKIE_MISSING', claims };
+  const context =
+    cookie.mac === undefined
+      ? contextHash(keys, cookie.cookieSecret, cookie.next)
+      : cookie.mac.subarray(0, CONTEXT_LEN);
+  if (context.length !== CONTEXT_LEN || !timingSafeEqual(claims.context, context)) {
     return { ok: false, code: 'CONSENT_COOKIE_MISMATCH', claims };
   }
   return { ok: true, claims };

@@ -1,5 +1,4 @@
 // Composition root of the service's HTTP side: error mapping, consent routes, /v1 REST API, health and metrics.
-import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -74,7 +73,8 @@ export async function createServiceApp(deps: ServiceDeps, config: ServiceConfig)
   }) as unknown as FastifyInstance;
 
   installErrorHandling(app);
-  await app.register(cookie);
+  // No cookie plugin: only the consent routes read or write cookies, and they do it by hand (one header, one
+  // name), so no other route pays for parsing every Cookie header and a Set-Cookie onSend hook.
   await app.register(formbody, { bodyLimit: config.bodyLimitBytes });
   // An empty JSON body (e.g. POST …/cancel with a content type) is no body, not an error.
   const defaultJson = app.getDefaultJsonParser('error', 'error');
@@ -86,12 +86,19 @@ export async function createServiceApp(deps: ServiceDeps, config: ServiceConfig)
   });
 
   if (deps.logger) {
-    app.addHook('onResponse', async (request, reply) => {
-      const path = redact((request.raw.url ?? '').split('?')[0] ?? '');
-      request.log.info(
-        { method: request.method, path, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-        'request',
-      );
+    const logger = deps.logger;
+    app.addHook('onResponse', (request, reply, done) => {
+      // Below info level the line would be dropped: do not build it (path split, redaction) at all.
+      if (logger.isLevelEnabled('info')) {
+        const url = request.raw.url ?? '';
+        const q = url.indexOf('?');
+        const path = redact(q === -1 ? url : url.slice(0, q));
+        request.log.info(
+          { method: request.method, path, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+          'request',
+        );
+      }
+      done();
     });
   }
 

@@ -104,6 +104,30 @@ describe('one-time consent callback response', () => {
       expect(oid).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
       expect(lines).toEqual(await referenceSetCookie(secure, oid, link));
     });
+
+    it(`sets the link cookie at the start exactly as @fastify/cookie would (secure=${secure})`, async () => {
+      const app = await service(base);
+      const s = await app.inject({ method: 'GET', url: '/consent/one-time?template=TPL&scene=3' });
+      expect(s.statusCode, s.body).toBe(302);
+      const [c] = s.cookies;
+      expect(c?.name).toMatch(/^wxsub_c_[A-Za-z0-9]{12}$/);
+      const ref = Fastify({ logger: false });
+      await ref.register(cookie);
+      ref.get('/', async (_q, reply) =>
+        reply
+          .setCookie(c?.name as string, c?.value as string, {
+            path: '/consent',
+            httpOnly: true,
+            sameSite: 'lax',
+            secure,
+            maxAge: parseConfig({}).consent.ttlSeconds,
+          })
+          .send('ok'),
+      );
+      const r = await ref.inject({ method: 'GET', url: '/' });
+      await ref.close();
+      expect(setCookies(s)).toEqual([r.headers['set-cookie']]);
+    });
   }
 
   it('answers many concurrent callbacks, each with its own grant, and refuses their replays', async () => {

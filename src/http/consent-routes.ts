@@ -11,6 +11,7 @@ import {
   newCookieSecret,
   openLinkCookie,
   openOpenidCookie,
+  readCookie,
   sealLinkCookie,
   sealOpenidCookie,
 } from '../consent/consent-cookie.js';
@@ -33,6 +34,8 @@ export const ONE_TIME_CALLBACK_PATH = '/consent/one-time/callback';
 const OPENID_COOKIE_MAX_AGE_S = 365 * 24 * 3600;
 /** Attributes of a cleared link cookie, as @fastify/cookie's clearCookie writes them. */
 const CLEARED_COOKIE_ATTRS = `Max-Age=0; Path=${CONSENT_COOKIE_PATH}; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Lax`;
+/** A cookie that was present but failed its MAC: an empty MAC, which matches no token (see ExpectedCookie). */
+const TAMPERED_COOKIE = { cookieSecret: '', next: '', mac: Buffer.alloc(0) } as const;
 const TEMPLATE_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** Input of a consent URL builder. */
@@ -108,17 +111,16 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
   const secureCookies = d.config.publicBaseUrl.startsWith('https:');
   const oneTimeTemplates = new Set(d.config.consent.oneTimeTemplates);
 
-  const openidCookieAttrs = `Max-Age=${OPENID_COOKIE_MAX_AGE_S}; Path=${CONSENT_COOKIE_PATH}; HttpOnly; SameSite=Lax`;
-  const openidCookieAttrsSecure = `Max-Age=${OPENID_COOKIE_MAX_AGE_S}; Path=${CONSENT_COOKIE_PATH}; HttpOnly; Secure; SameSite=Lax`;
-
-  const cookieOptions = (request: FastifyRequest, maxAge: number) =>
-    ({
-      path: CONSENT_COOKIE_PATH,
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: secureCookies || request.protocol === 'https',
-      maxAge,
-    }) as const;
+  // Every Set-Cookie line here is a fixed shape over [A-Za-z0-9_.-] names and values: written directly, it is
+  // byte-for-byte what @fastify/cookie's setCookie/clearCookie would serialize (consent-routes.test.ts compares),
+  // and the service needs no cookie plugin, whose hooks would parse and serialize on every request of every route.
+  const cookieAttrs = (maxAgeS: number, secure: boolean) =>
+    `Max-Age=${maxAgeS}; Path=${CONSENT_COOKIE_PATH}; HttpOnly; ${secure ? 'Secure; ' : ''}SameSite=Lax`;
+  const openidCookieAttrs = cookieAttrs(OPENID_COOKIE_MAX_AGE_S, false);
+  const openidCookieAttrsSecure = cookieAttrs(OPENID_COOKIE_MAX_AGE_S, true);
+  const linkCookieAttrs = cookieAttrs(d.config.consent.ttlSeconds, false);
+  const linkCookieAttrsSecure = cookieAttrs(d.config.consent.ttlSeconds, true);
+  const isSecure = (request: FastifyRequest) => secureCookies || request.protocol === 'https';
 
   app.get('/consent/one-time', async (request, reply: FastifyReply) => {
     if (rawQueryLength(request) > MAX_CONSENT_QUERY_BYTES) throw new AppError('CONSENT_QUERY_TOO_LARGE');
@@ -142,7 +144,7 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
       if (t === null || t.kind !== 'one-time')
         throw new AppError('CONSENT_TEMPLATE_UNKNOWN', { details: { template: templateId } });
     }
-    const openidHint = openOpenidCookie(d.keys, d.appId, request.cookies[OPENID_COOKIE]);
+    const openidHint = openOpenidCookie(d.keys, d.appId, readCookie(request.headers.cookie, OPENID_COOKIE));
     const scene = fixedScene ?? (await pickAutoScene(d, templateId, openidHint));
     const cookieSecret = newCookieSecret();
     const now = d.clock.now();
@@ -158,12 +160,9 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
       redirectUrl: `${publicBase(d.config, request)}${ONE_TIME_CALLBACK_PATH}`,
       reserved: signed.token,
     });
+    const linkCookie = `${linkCookieName(signed.nonce)}=${sealLinkCookie(d.keys, { cookieSecret, next })}`;
     return reply
-      .setCookie(
-        linkCookieName(signed.nonce),
-        sealLinkCookie(d.keys, { cookieSecret, next }),
-        cookieOptions(request, d.config.consent.ttlSeconds),
-      )
+      .header('set-cookie', `${linkCookie}; ${isSecure(request) ? linkCookieAttrsSecure : linkCookieAttrs}`)
       .header('cache-control', 'no-store')
       .redirect(location, 302);
   });
@@ -177,19 +176,19 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     const shape = verifyReserved(d.keys, cb.reserved);
     if (!shape.ok) throw new AppError(shape.code);
     const cookieName = linkCookieName(shape.claims.nonce);
-    const opened = openLinkCookie(d.keys, request.cookies[cookieName]);
-    // A tampered cookie is checked in order like any other mismatch (its secret can match no token).
-    const cookie = opened === null ? { cookieSecret: '\u0000tampered', next: '' } : opened;
+    const opened = openLinkCookie(d.keys, readCookie(request.headers.cookie, cookieName));
+    // A tampered cookie is checked in order like any other mismatch (its empty MAC matches no token). A good one
+    // brings its verified MAC, which holds the token's cookie binding: no second HMAC (reserved-token.ts).
     const now = d.clock.now();
     const check = checkReservedClaims(d.keys, shape.claims, {
       appId: d.appId,
       templateId: cb.templateId,
       scene: cb.scene,
-      cookie: cookie ?? null,
+      cookie: opened === undefined ? null : (opened ?? TAMPERED_COOKIE),
       now,
     });
     if (!check.ok) throw new AppError(check.code);
-    const next = (cookie as { next: string }).next; // present: checkReserved passed the cookie binding
+    const next = (opened as { next: string }).next; // present: checkReservedClaims passed the cookie binding
     if (next !== '' && !allowlist.allows(next)) throw new AppError('CONSENT_NEXT_NOT_ALLOWED');
     // Single use last, so a rejected attempt never burns a link that is still good. The nonce and the grant
     // (or refusal) are one transaction: a replay writes nothing, and a crash never splits them.
@@ -208,19 +207,18 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     );
     if (!redeemed.fresh) throw new AppError('CONSENT_RESERVED_REPLAYED');
 
+    const cleared = `${cookieName}=; ${CLEARED_COOKIE_ATTRS}`;
     let created = false;
-    // Both Set-Cookie lines are fixed shapes over [A-Za-z0-9_.-] names and values: written directly, they are
-    // byte-for-byte what reply.setCookie/clearCookie would serialize, without a generic serializer per request.
-    const setCookies: string[] = [];
+    let setCookie: string | string[] = cleared;
     if (redeemed.action === 'confirm') {
       created = redeemed.created;
-      const secure = secureCookies || request.protocol === 'https';
-      setCookies.push(
-        `${OPENID_COOKIE}=${sealOpenidCookie(d.keys, d.appId, cb.openid as string)}; ${secure ? openidCookieAttrsSecure : openidCookieAttrs}`,
-      );
+      const openidCookie = sealOpenidCookie(d.keys, d.appId, cb.openid as string);
+      setCookie = [
+        `${OPENID_COOKIE}=${openidCookie}; ${isSecure(request) ? openidCookieAttrsSecure : openidCookieAttrs}`,
+        cleared,
+      ];
     }
-    setCookies.push(`${cookieName}=; ${CLEARED_COOKIE_ATTRS}`);
-    void reply.header('set-cookie', setCookies).header('cache-control', 'no-store');
+    void reply.header('set-cookie', setCookie).header('cache-control', 'no-store');
     const outcome = cb.action === 'confirm' ? 'confirmed' : 'cancelled';
     if (next === '') return reply.send({ outcome, scene: cb.scene, template: cb.templateId, created });
     return reply.redirect(

@@ -52,11 +52,27 @@ export function installMetrics(app: FastifyInstance, registry: Registry, store: 
       }),
   );
 
-  app.addHook('onResponse', async (request, reply) => {
-    // Unmatched routes share one label so random URLs cannot blow up the series count.
-    const route = request.routeOptions.url ?? '(unmatched)';
-    requests.inc({ method: request.method, route, status: String(reply.statusCode) });
-    latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  // Label objects are made once per (method, route, status) and reused: the hook runs on every request, and
+  // the series set is small and bounded (route patterns, not URLs; unmatched routes share one label).
+  type Labels = {
+    counter: { method: string; route: string; status: string };
+    histogram: { method: string; route: string };
+  };
+  const labelSets = new Map<string, Labels>();
+  const labelsOf = (method: string, route: string, status: number): Labels => {
+    const key = `${method} ${status} ${route}`;
+    let l = labelSets.get(key);
+    if (l === undefined) {
+      l = { counter: { method, route, status: String(status) }, histogram: { method, route } };
+      labelSets.set(key, l);
+    }
+    return l;
+  };
+  app.addHook('onResponse', (request, reply, done) => {
+    const l = labelsOf(request.method, request.routeOptions.url ?? '(unmatched)', reply.statusCode);
+    requests.inc(l.counter);
+    latency.observe(l.histogram, reply.elapsedTime / 1000);
+    done();
   });
 
   app.get('/metrics', async (_request, reply) => {
