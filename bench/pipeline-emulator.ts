@@ -1,5 +1,5 @@
 // Child process of the pipeline benchmark: the emulator with one app and N users holding one-time grants in
-// scenes 1 (for the bare undici baseline) and 2 (for the wxsub pipeline); prints its base URL as JSON.
+// scenes 1 and 3 (for the bare undici baseline before and after) and 2 (for the wxsub pipeline); prints its base URL as JSON.
 import { createEmulator } from '../src/emulator/index.js';
 
 /** The app, secret and template the benchmark uses. */
@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     emu.state.createUser(BENCH_APP.appId, { openid });
     emu.state.grantOneTime(BENCH_APP.appId, openid, BENCH_APP.templateId, 1);
     emu.state.grantOneTime(BENCH_APP.appId, openid, BENCH_APP.templateId, 2);
+    emu.state.grantOneTime(BENCH_APP.appId, openid, BENCH_APP.templateId, 3);
   }
   const baseUrl = await emu.listen({ port: 0 });
   console.log(JSON.stringify({ baseUrl }));

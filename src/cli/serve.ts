@@ -138,11 +138,13 @@ export async function startService(
     closers.push(() => wechat.close());
 
     const { createServiceApp } = await import('../http/app.js');
+    const { createDispatcher, kickingStore } = await import('../delivery/dispatcher.js');
     // The app is built before the dispatcher; the status route reads it through this late binding.
-    const late: { dispatcherStatus?: () => unknown } = {};
+    const late: { dispatcherStatus?: () => unknown; kick?: () => void } = {};
     const app = await createServiceApp(
       {
-        store,
+        // New messages and campaigns wake the dispatcher at once instead of at its next poll.
+        store: kickingStore(store, () => late.kick?.()),
         wechat,
         dispatcherStatus: () => late.dispatcherStatus?.() ?? null,
         logger: logger.child({ component: 'http' }),
@@ -153,7 +155,6 @@ export async function startService(
     closers.push(() => app.close());
 
     const rateLimiter = await openRateLimiter(config, closers);
-    const { createDispatcher } = await import('../delivery/dispatcher.js');
     const dispatcher = createDispatcher(
       {
         store,
@@ -171,6 +172,7 @@ export async function startService(
     const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     late.dispatcherStatus = () => dispatcher.status();
+    late.kick = () => dispatcher.kick();
     dispatcher.start();
     closers.push(() => Promise.resolve(dispatcher.stop()));
     logger.info({ url, engine: store.engine }, 'wxsub service listening');

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { OneTimePayload, Store } from '../store/store.js';
 import { ManualClock } from '../util/clock.js';
-import { createDispatcher, type DeliverySender, type DispatcherOptions } from './dispatcher.js';
+import { createDispatcher, kickingStore, type DeliverySender, type DispatcherOptions } from './dispatcher.js';
 import { createMemoryRateLimiter } from './rate-limit/memory.js';
 
 const APP = 'wxapp';
@@ -274,9 +274,10 @@ describe('dispatcher', () => {
 
   it('a message whose sender died is picked up after the lease and a 43101 then confirms delivery', async () => {
     const id = await enqueueOneTime('u1');
-    // The dead instance claimed it (its request went through) and never recorded anything.
+    // The dead instance claimed it, started the attempt (its request went through) and never recorded anything.
     const claimed = await store.outbox.claim({ owner: 'dead', limit: 10, leaseMs: 30_000, now: clock.now() });
     expect(claimed).toHaveLength(1);
+    await store.outbox.markAttemptStarted({ ids: [id], owner: 'dead', now: clock.now() });
     const { sender, calls } = scripted(() => apiError(43101));
     const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
     expect(await d.runOnce()).toBe(0);
@@ -287,6 +288,121 @@ describe('dispatcher', () => {
       status: 'sent',
       errorCode: 'DELIVERY_CONFIRMED_BY_43101',
     });
+  });
+
+  it('a message a dead sender claimed but never started is sent normally after the lease; 43101 then fails it', async () => {
+    const id = await enqueueOneTime('u1');
+    await store.outbox.claim({ owner: 'dead', limit: 10, leaseMs: 30_000, now: clock.now() });
+    const { sender, calls } = scripted(() => apiError(43101));
+    const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
+    clock.advance(30_001);
+    expect(await d.runOnce()).toBe(1);
+    expect(calls).toHaveLength(1);
+    // No earlier attempt can have reached WeChat, so 43101 means the consent is gone.
+    expect(await store.outbox.getMessage(id)).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      errorCode: 'DELIVERY_CONSENT_REVOKED',
+    });
+  });
+
+  it('a crash leaves unknown only the attempts that started; the claimed-but-unsent go to another instance', async () => {
+    for (let i = 0; i < 6; i++) {
+      await store.grants.addNotificationCredits({
+        appId: APP,
+        openid: `n${i}`,
+        templateId: 'tpl-n',
+        count: 1,
+        now: clock.now(),
+      });
+      const r = await store.outbox.enqueueMessage({
+        appId: APP,
+        kind: 'notification',
+        openid: `n${i}`,
+        templateId: 'tpl-n',
+        payload: { data: { thing1: { value: 'x' } } },
+        now: clock.now(),
+      });
+      if (!r.ok) throw new Error('enqueue');
+    }
+    // Instance A's store goes away with the process: every later call fails.
+    let dead = false;
+    const outbox = new Proxy(store.outbox, {
+      get(target, key, receiver) {
+        const v: unknown = Reflect.get(target, key, receiver);
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) =>
+          dead
+            ? Promise.reject(new Error('process is gone'))
+            : (v as (...a: unknown[]) => unknown).apply(target, args);
+      },
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const reachedA: string[] = [];
+    const senderA: DeliverySender = {
+      sendOneTime: () => Promise.resolve({}),
+      async sendNotification(i) {
+        reachedA.push(i.touser);
+        await gate;
+        return {};
+      },
+    };
+    const a = createDispatcher(
+      { store: { ...store, outbox }, wechat: () => senderA, clock },
+      { ...opts, concurrency: 2, batchSize: 6, instanceId: 'A' },
+    );
+    a.start();
+    for (let i = 0; i < 200 && reachedA.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(reachedA).toHaveLength(2);
+    expect(a.status().held).toBe(6);
+    dead = true;
+    clock.advance(opts.leaseMs + 1);
+
+    const { sender: senderB, calls } = scripted(() => ({}));
+    const b = createDispatcher({ store, wechat: () => senderB, clock }, { ...opts, instanceId: 'B' });
+    expect(await b.runOnce()).toBe(4);
+    expect(calls.map((c) => c.touser).sort()).toEqual(
+      ['n0', 'n1', 'n2', 'n3', 'n4', 'n5'].filter((u) => !reachedA.includes(u)),
+    );
+    expect(await store.outbox.countMessages({ appId: APP })).toMatchObject({ sent: 4, unknown: 2 });
+
+    // A comes back to life (for cleanup): fenced off, it sends nothing more and records nothing.
+    dead = false;
+    release();
+    await a.stop();
+    expect(reachedA).toHaveLength(2);
+    expect(a.status().counters).toMatchObject({ sent: 0, leaseLost: 6 });
+    expect(await store.outbox.countMessages({ appId: APP })).toMatchObject({ sent: 4, unknown: 2 });
+  });
+
+  it('a message enqueued through the kicking store is sent at once, not at the next poll', async () => {
+    const { sender, calls } = scripted(() => ({}));
+    const d = createDispatcher({ store, wechat: () => sender }, { ...opts, pollIntervalMs: 60_000 });
+    d.start();
+    await d.idle();
+    const kicking = kickingStore(store, () => d.kick());
+    await kicking.grants.recordOneTime({
+      appId: APP,
+      openid: 'k1',
+      templateId: TPL,
+      scene: 1,
+      now: Date.now(),
+    });
+    const r = await kicking.outbox.enqueueMessage({
+      appId: APP,
+      kind: 'one-time',
+      openid: 'k1',
+      templateId: TPL,
+      scene: 1,
+      payload,
+      now: Date.now(),
+    });
+    if (!r.ok) throw new Error('enqueue');
+    for (let i = 0; i < 200 && calls.length === 0; i++) await new Promise((res) => setTimeout(res, 5));
+    expect(calls).toHaveLength(1);
+    await d.stop();
+    expect((await store.outbox.getMessage(r.message.id))?.status).toBe('sent');
   });
 
   it('bounds concurrency and applies the rate limit per app', async () => {

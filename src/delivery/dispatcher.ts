@@ -93,6 +93,12 @@ export type DispatcherOptions = {
   campaignBatchSize?: number;
   /** Largest number of outcomes recorded in one store transaction. @default 500 */
   completeBatchSize?: number;
+  /**
+   * Longest time a received outcome waits to be group-committed with others, in ms; a group is also committed as
+   * soon as it holds `concurrency` outcomes. Each commit has a fixed cost, so tiny groups would dominate the CPU;
+   * a crash loses at most one group's outcomes (those messages end `unknown`). @default 10
+   */
+  completeLingerMs?: number;
 };
 
 /** Counters since the dispatcher was created. */
@@ -140,6 +146,33 @@ export interface Dispatcher {
   idle(): Promise<void>;
   /** Live status for /status and metrics. */
   status(): DispatcherStatus;
+  /**
+   * Wakes the loop now instead of at its next poll: call it after enqueuing a message or creating a campaign
+   * (see {@link kickingStore}). Cheap and idempotent; does nothing when stopped.
+   */
+  kick(): void;
+}
+
+/**
+ * Wraps a store so that every successful `enqueueMessage` and `createCampaign` through it kicks the dispatcher:
+ * new work starts at once, not at the next poll (the service hands this to its HTTP routes).
+ * @example createServiceApp({ store: kickingStore(store, () => dispatcher.kick()), … })
+ */
+export function kickingStore(store: Store, kick: () => void): Store {
+  const outbox: Store['outbox'] = {
+    ...store.outbox,
+    async enqueueMessage(input) {
+      const r = await store.outbox.enqueueMessage(input);
+      if (r.ok && r.created) kick();
+      return r;
+    },
+    async createCampaign(input) {
+      const c = await store.outbox.createCampaign(input);
+      kick();
+      return c;
+    },
+  };
+  return { ...store, outbox };
 }
 
 type Pending = { message: OutboxMessage; outcome: AttemptOutcome };
@@ -196,6 +229,8 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   const pollIntervalMs = options.pollIntervalMs ?? 500;
   const campaignBatchSize = options.campaignBatchSize ?? 1000;
   const completeBatchSize = options.completeBatchSize ?? 500;
+  const completeLingerMs = Math.max(0, options.completeLingerMs ?? 10);
+  const completeGroupSize = Math.max(1, Math.min(completeBatchSize, options.concurrency));
   const limiter =
     deps.rateLimiter ??
     (options.ratePerSecond === undefined
@@ -231,11 +266,13 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   let idleWaiters: (() => void)[] = [];
   let capacityWaiter: (() => void) | null = null;
   let wakeLoop: AbortController = new AbortController();
+  let kicked = false;
 
-  // Outcomes waiting to be recorded; flushed in store transactions of up to completeBatchSize.
+  // Outcomes waiting to be recorded; group-committed (see `record`) in transactions of up to completeBatchSize.
   let pending: Pending[] = [];
   let lastClaimEmpty = false;
   let flushing: Promise<void> | null = null;
+  let flushTimer: NodeJS.Timeout | null = null;
 
   function pausedUntil(appId: string, now: number): { until: number; reason: string } | undefined {
     const p = paused.get(appId);
@@ -332,12 +369,74 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
         flushing = null;
       });
     }
+    if (flushTimer !== null) {
+      clearTimeout(flushTimer);
+      flushTimer = null;
+    }
   }
 
-  /** Queues an outcome; flushes when a chunk is full (callers await the batch flush at its end). */
+  /**
+   * Queues an outcome for a group commit: recorded once `concurrency` outcomes wait or `completeLingerMs` after the
+   * first of them (batch ends flush at once). Small groups keep what a crash could lose — messages it would leave
+   * `unknown` though WeChat answered — to about one group, while sparing a commit per message.
+   */
   function record(message: OutboxMessage, outcome: AttemptOutcome): void {
     pending.push({ message, outcome });
-    if (pending.length >= completeBatchSize) void flush();
+    if (pending.length >= completeGroupSize) {
+      if (flushTimer !== null) clearTimeout(flushTimer);
+      flushTimer = null;
+      void flush();
+    } else if (flushTimer === null) {
+      flushTimer = setTimeout(() => {
+        flushTimer = null;
+        void flush();
+      }, completeLingerMs);
+    }
+  }
+
+  // Attempts about to start, marked in the store in one statement per group (all that became ready in one
+  // event-loop turn, or while the previous group's statement ran). A crash then leaves `unknown` only what was
+  // really started; claimed-but-unsent messages are simply claimed again after the lease.
+  type StartWaiter = { id: string; resolve: (r: 'started' | 'lost' | 'error') => void };
+  let startQueue: StartWaiter[] = [];
+  let startScheduled = false;
+  let starting = false;
+
+  async function flushStarts(): Promise<void> {
+    startScheduled = false;
+    if (starting) return;
+    starting = true;
+    try {
+      while (startQueue.length > 0) {
+        const group = startQueue;
+        startQueue = [];
+        try {
+          const marked = await store.outbox.markAttemptStarted({
+            ids: group.map((g) => g.id),
+            owner: instanceId,
+            now: clock.now(),
+          });
+          group.forEach((g, i) => g.resolve(marked[i] === true ? 'started' : 'lost'));
+        } catch (err) {
+          counters.storeErrors++;
+          log.error({ err, count: group.length }, 'could not mark attempts started; putting them back');
+          for (const g of group) g.resolve('error');
+        }
+      }
+    } finally {
+      starting = false;
+    }
+  }
+
+  /** Resolves once the store knows `m`'s attempt started ('lost': another owner has it; 'error': do not send). */
+  function startAttempt(m: OutboxMessage): Promise<'started' | 'lost' | 'error'> {
+    return new Promise((resolve) => {
+      startQueue.push({ id: m.id, resolve });
+      if (!startScheduled && !starting) {
+        startScheduled = true;
+        setImmediate(() => void flushStarts());
+      }
+    });
   }
 
   function notifyCapacity(): void {
@@ -452,6 +551,19 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       );
       return;
     }
+    const started = await startAttempt(m);
+    if (started === 'lost') {
+      // Another instance took the message over after our lease ran out: it is theirs to send.
+      held.delete(m.id);
+      counters.leaseLost++;
+      log.warn({ id: m.id }, 'lease lost before sending');
+      notifyCapacity();
+      return;
+    }
+    if (started === 'error') {
+      record(m, putBack(m, clock.now(), 'DELIVERY_RELEASED', 'put back unsent: the store was unavailable'));
+      return;
+    }
     const result = await send(m);
     const ctx = {
       now: clock.now(),
@@ -547,14 +659,17 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   }
 
   async function loop(): Promise<void> {
-    // Hold at most one claim batch beyond the sends in flight: the pipe stays full while the next claim runs, and a
-    // crash leaves at most that many behind (a dead instance's notifications become `unknown`).
+    // Hold at most one claim batch beyond the sends in flight: the pipe stays full while the next claim runs. A crash
+    // delays the held-but-unstarted ones by one lease (they are re-claimed); only started attempts end `unknown`.
     const highWater = Math.max(1, options.concurrency) + Math.max(1, options.batchSize);
+    // Claim only once there is room for at least half a batch: every claim is a write transaction with a fixed
+    // cost, so topping up a few messages at a time after each recorded outcome would spend most of the CPU there.
+    const claimRoom = Math.max(1, Math.ceil(options.batchSize / 2));
     while (running) {
       try {
         const now = clock.now();
         const enqueued = await enqueueCampaigns(now);
-        if (held.size >= highWater) {
+        if (highWater - held.size < claimRoom) {
           await new Promise<void>((r) => {
             capacityWaiter = r;
           });
@@ -570,10 +685,11 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
         }
         await finishCampaigns(clock.now(), true);
         notifyCapacity();
-        if (!enqueued) {
+        if (!enqueued && !kicked) {
           wakeLoop = new AbortController();
           await sleep(pollIntervalMs, wakeLoop.signal);
         }
+        kicked = false;
       } catch (err) {
         counters.storeErrors++;
         log.error({ err }, 'dispatcher cycle failed; retrying');
@@ -631,6 +747,12 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
     idle() {
       if (held.size === 0 && pending.length === 0 && (!running || lastClaimEmpty)) return Promise.resolve();
       return new Promise<void>((r) => idleWaiters.push(r));
+    },
+    kick() {
+      if (!running) return;
+      campaignsFetchedAt = -Infinity;
+      kicked = true;
+      wakeLoop.abort();
     },
     status() {
       const now = clock.now();

@@ -220,6 +220,7 @@ export function toMessage(r: Row): OutboxMessage {
     nextAttemptAt: num(r.next_attempt_at),
     leaseOwner: strOrNull(r.lease_owner),
     leaseUntil: numOrNull(r.lease_until),
+    attemptStartedAt: numOrNull(r.attempt_started_at),
     lastErrcode: numOrNull(r.last_errcode),
     errorCode: strOrNull(r.error_code),
     errorMessage: strOrNull(r.error_message),

@@ -479,6 +479,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
       it('re-claims one-time messages after the lease expires and fences the old owner', async () => {
         const [m] = await seed(1);
         await store.outbox.claim({ owner: 'dead', limit: 5, leaseMs: 10_000, now: T0 });
+        // The dead owner's request was about to leave.
+        expect(
+          await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'dead', now: T0 + 5 }),
+        ).toEqual([true]);
         expect(await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 9_999 })).toEqual(
           [],
         );
@@ -489,6 +493,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           attempts: 2,
           leaseOwner: 'w2',
           errorCode: 'DELIVERY_MAY_HAVE_LEFT',
+          attemptStartedAt: null,
         });
         expect(
           await store.outbox.complete({
@@ -524,6 +529,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         });
         const m = await mustEnqueue(notification('n1'));
         await store.outbox.claim({ owner: 'dead', limit: 5, leaseMs: 10_000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [m.id], owner: 'dead', now: T0 + 1 });
         expect(
           await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 20_000 }),
         ).toEqual([]);
@@ -546,6 +552,125 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
             now: T0 + 20_001,
           }),
         ).toBe(false);
+      });
+
+      it('re-claims a dead owner’s unstarted claims like queued ones: nothing unknown, no attempt counted', async () => {
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'n1',
+          templateId: NTPL,
+          count: 1,
+          now: T0,
+        });
+        const n = await mustEnqueue(notification('n1'));
+        const [o] = await seed(1, 'u');
+        const oid = o?.id ?? '';
+        // A first attempt that ended in a retry, so the one-time message carries errors from a real attempt.
+        await store.outbox.claim({ owner: 'w1', limit: 5, leaseMs: 10_000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [n.id, oid], owner: 'w1', now: T0 });
+        await store.outbox.complete({
+          id: oid,
+          owner: 'w1',
+          outcome: {
+            status: 'retry',
+            nextAttemptAt: T0,
+            lastErrcode: -1,
+            errorCode: 'DELIVERY_WECHAT_BUSY',
+            errorMessage: 'busy',
+          },
+          now: T0,
+        });
+        await store.outbox.complete({
+          id: n.id,
+          owner: 'w1',
+          outcome: {
+            status: 'retry',
+            nextAttemptAt: T0,
+            lastErrcode: 45011,
+            errorCode: 'DELIVERY_WECHAT_BUSY',
+            errorMessage: 'busy',
+          },
+          now: T0,
+        });
+        // The second claim dies before sending anything.
+        const dead = await store.outbox.claim({ owner: 'dead', limit: 5, leaseMs: 10_000, now: T0 + 1 });
+        expect(dead.map((m) => [m.attempts, m.attemptStartedAt])).toEqual([
+          [2, null],
+          [2, null],
+        ]);
+        expect(
+          await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 10_000 }),
+        ).toEqual([]);
+        const again = await store.outbox.claim({ owner: 'w2', limit: 5, leaseMs: 10_000, now: T0 + 10_001 });
+        expect(again.map((m) => m.id).sort()).toEqual([n.id, oid].sort());
+        for (const m of again)
+          expect(m).toMatchObject({
+            status: 'sending',
+            attempts: 2,
+            leaseOwner: 'w2',
+            errorCode: 'DELIVERY_WECHAT_BUSY',
+            attemptStartedAt: null,
+          });
+        expect((await store.outbox.countMessages({})).unknown).toBe(0);
+        // The credit is still held by the message; the grant still reserved.
+        expect(
+          await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
+        ).toMatchObject({ available: 0, reserved: 1 });
+        expect((await getGrant('u0', 1))?.state).toBe('reserved');
+        // The dead owner is fenced off: it can neither start nor record.
+        expect(
+          await store.outbox.markAttemptStarted({ ids: [n.id], owner: 'dead', now: T0 + 10_002 }),
+        ).toEqual([false]);
+        expect(
+          await store.outbox.complete({
+            id: n.id,
+            owner: 'dead',
+            outcome: { status: 'sent' },
+            now: T0 + 10_002,
+          }),
+        ).toBe(false);
+        expect(
+          await store.outbox.completeMany?.({
+            owner: 'w2',
+            now: T0 + 10_003,
+            items: again.map((m) => ({ id: m.id, outcome: { status: 'sent' as const } })),
+          }),
+        ).toEqual([true, true]);
+      });
+
+      it('markAttemptStarted marks only the owner’s sending messages, in one call for a group', async () => {
+        const ms = await seed(4, 's');
+        const ids = ms.map((m) => m.id);
+        await store.outbox.claim({ owner: 'w1', limit: 3, leaseMs: 10_000, now: T0 });
+        expect(await store.outbox.markAttemptStarted({ ids: [], owner: 'w1', now: T0 })).toEqual([]);
+        // ids[3] is still queued; nobody else's lease counts.
+        expect(await store.outbox.markAttemptStarted({ ids, owner: 'w1', now: T0 + 7 })).toEqual([
+          true,
+          true,
+          true,
+          false,
+        ]);
+        expect(
+          await store.outbox.markAttemptStarted({ ids: [ids[0] ?? ''], owner: 'w9', now: T0 + 8 }),
+        ).toEqual([false]);
+        expect(await store.outbox.getMessage(ids[0] ?? '')).toMatchObject({ attemptStartedAt: T0 + 7 });
+        expect(await store.outbox.getMessage(ids[3] ?? '')).toMatchObject({
+          status: 'queued',
+          attemptStartedAt: null,
+        });
+        // Started one-time messages come back flagged after the lease; the unstarted one (claimed later) plainly.
+        await store.outbox.claim({ owner: 'w1', limit: 1, leaseMs: 10_000, now: T0 + 1 });
+        const again = await store.outbox.claim({ owner: 'w2', limit: 10, leaseMs: 10_000, now: T0 + 20_000 });
+        expect(
+          again
+            .map((m) => [m.openid, m.attempts, m.errorCode])
+            .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+        ).toEqual([
+          ['s0', 2, 'DELIVERY_MAY_HAVE_LEFT'],
+          ['s1', 2, 'DELIVERY_MAY_HAVE_LEFT'],
+          ['s2', 2, 'DELIVERY_MAY_HAVE_LEFT'],
+          ['s3', 1, null],
+        ]);
       });
 
       it('extendLease keeps a message from being re-claimed', async () => {

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isAppError } from '../errors.js';
 import { decodeCursor, encodeCursor, grantEffect } from './common.js';
 import { createIdGenerator, createStore, isPostgresUrl } from './index.js';
+import { sqliteMigrations } from './sqlite/migrations/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wxsub-store-index-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,10 +21,10 @@ describe('createStore', () => {
     await pgStore.close();
     const file = createStore(join(dir, 'a', 'x.db'));
     expect(file.engine).toBe('sqlite');
-    expect(await file.migrate()).toBe(1);
+    expect(await file.migrate()).toBe(sqliteMigrations.length);
     await file.close();
     const dflt = createStore(undefined, { defaultSqlitePath: join(dir, 'default.db') });
-    expect(await dflt.migrate()).toBe(1);
+    expect(await dflt.migrate()).toBe(sqliteMigrations.length);
     await dflt.close();
   });
 });

@@ -89,6 +89,11 @@ export type OutboxMessage = {
   nextAttemptAt: number;
   leaseOwner: string | null;
   leaseUntil: number | null;
+  /**
+   * When the current attempt's request was about to leave ({@link OutboxRepo.markAttemptStarted}); null while a
+   * claimed message still waits to be sent. Only a started attempt may have reached WeChat.
+   */
+  attemptStartedAt: number | null;
   /** WeChat errcode of the last attempt, if any. */
   lastErrcode: number | null;
   /** Stable wxsub code explaining a failure (e.g. DELIVERY_CONSENT_REVOKED). */
@@ -289,13 +294,18 @@ export interface OutboxRepo {
   enqueueMessage(input: EnqueueInput): Promise<EnqueueResult>;
   /**
    * Claims up to `limit` due messages for `owner` until `now + leaseMs`: queued ones whose nextAttemptAt ≤ now,
-   * and sending ones whose lease expired. Notifications whose lease expired while sending are NOT re-claimed:
-   * they are set `unknown` (the request may have left and their credits can stack). Returns claimed messages
-   * with status `sending` and attempts incremented. Uses FOR UPDATE SKIP LOCKED on PostgreSQL.
-   * `appIds`, when given, restricts to those apps; `excludeAppIds` skips paused apps.
-   * One-time messages re-claimed after an expired lease come back with `errorCode` set to
-   * 'DELIVERY_MAY_HAVE_LEFT' (persisted by the claim): the dead sender's request may have reached WeChat, so the
-   * dispatcher must treat a later 43101 as confirmation that the first attempt went through (see delivery/outcome.ts).
+   * and sending ones whose lease expired. Returns claimed messages with status `sending`, `attemptStartedAt` null
+   * and attempts incremented. Uses FOR UPDATE SKIP LOCKED on PostgreSQL. `excludeAppIds` skips paused apps.
+   *
+   * What an expired lease means depends on whether the dead owner had started the attempt
+   * ({@link OutboxRepo.markAttemptStarted}):
+   * - not started (claimed, never sent): the attempt did not happen. The message is re-claimable like a queued
+   *   one, with its attempt count and error fields unchanged (the dead claim's increment stands for this claim).
+   * - started, notification: the request may have reached WeChat and credits stack, so it is NOT re-claimed but set
+   *   `unknown` (DELIVERY_OUTCOME_UNKNOWN), its credit spent.
+   * - started, one-time: re-claimed (grants cannot stack) with attempts incremented and `errorCode` set to
+   *   'DELIVERY_MAY_HAVE_LEFT' (persisted by the claim), so the dispatcher treats a later 43101 as confirmation
+   *   that the first attempt went through (see delivery/outcome.ts).
    */
   claim(input: {
     owner: string;
@@ -320,6 +330,13 @@ export interface OutboxRepo {
     items: { id: string; outcome: AttemptOutcome }[];
     now: number;
   }): Promise<boolean[]>;
+  /**
+   * Marks the current attempt of claimed messages as started, right before their requests go to WeChat: ONE
+   * statement for the whole group. Only messages still `sending` under `owner`'s lease are marked; returns, per
+   * id in order, whether it was (false = the lease was lost: do not send). From now on an expired lease makes the
+   * message `unknown` (notification) or a 'DELIVERY_MAY_HAVE_LEFT' retry (one-time) instead of a plain re-claim.
+   */
+  markAttemptStarted(input: { ids: string[]; owner: string; now: number }): Promise<boolean[]>;
   /** Extends the lease of messages still being worked on. */
   extendLease(input: { ids: string[]; owner: string; leaseUntil: number }): Promise<void>;
   /** One message. */

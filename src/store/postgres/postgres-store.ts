@@ -59,6 +59,9 @@ export type PostgresStoreOptions = (
 
 type Queryable = pg.Pool | pg.PoolClient;
 
+/** Campaign size from which finishing its enqueue refreshes planner statistics (see `enqueueCampaignBatch`). */
+const BULK_ANALYZE_ROWS = 1000;
+
 /** Advisory lock key that serialises concurrent `migrate()` calls (any 64-bit constant unique to wxsub). */
 const MIGRATION_LOCK = 7_465_803_921;
 
@@ -317,7 +320,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       RETURNING id, scene)
     ${insertCols}
     SELECT $5, $1, 'one-time', $2, $3, g.scene, g.id, false, $6::jsonb, 'queued', 0, $7, $8, $9, $10, $7, $7 FROM g
-    ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING *`;
+    ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *`;
   const enqueueNotificationSql = `WITH c AS (
       UPDATE notification_credits SET available = CASE WHEN long_term THEN available ELSE available - 1 END,
         reserved = CASE WHEN long_term THEN reserved ELSE reserved + 1 END, updated_at = $7
@@ -325,7 +328,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       RETURNING long_term)
     ${insertCols}
     SELECT $5, $1, 'notification', $2, $3, NULL, NULL, NOT c.long_term, $6::jsonb, 'queued', 0, $7, $8, $9, $10, $7, $7 FROM c
-    ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING *`;
+    ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *`;
 
   const byKey = (c: Queryable, appId: string, key: string) =>
     one(c, 'SELECT * FROM messages WHERE app_id = $1 AND idempotency_key = $2', [appId, key]);
@@ -377,23 +380,30 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     return winner ? idempotentAnswer(winner, i) : noGrant(i);
   };
 
+  // Expired leases: a started notification may have reached WeChat (credits stack) → unknown, credit spent; an
+  // unstarted claim of any kind goes again with its attempt count and errors unchanged (that attempt never
+  // happened); a started one-time message is retried (grants cannot stack), flagged DELIVERY_MAY_HAVE_LEFT.
   const claimSql = `WITH expired AS (
       UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = $5, updated_at = $1
-      WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND kind = 'notification' AND lease_until <= $1 FOR UPDATE SKIP LOCKED)
+      WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND lease_until <= $1 AND kind = 'notification'
+        AND attempt_started_at IS NOT NULL FOR UPDATE SKIP LOCKED)
       RETURNING app_id, openid, template_id, credit_reserved),
     spent AS (
       UPDATE notification_credits nc SET reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $1
       FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM expired WHERE credit_reserved GROUP BY 1, 2, 3) x
       WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1),
     stale AS (
-      SELECT id FROM messages WHERE status = 'sending' AND kind = 'one-time' AND lease_until <= $1 AND NOT (app_id = ANY($4::text[]))
+      SELECT id, attempt_started_at IS NOT NULL AS started FROM messages WHERE status = 'sending' AND lease_until <= $1
+        AND (kind = 'one-time' OR attempt_started_at IS NULL) AND NOT (app_id = ANY($4::text[]))
       ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED),
     due AS (
       SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 AND NOT (app_id = ANY($4::text[]))
       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
-    pick AS ((SELECT id, true AS stale FROM stale) UNION ALL (SELECT id, false AS stale FROM due) LIMIT $3)
-    UPDATE messages m SET status = 'sending', attempts = m.attempts + 1, lease_owner = $2, lease_until = $1::bigint + $6::bigint,
-      updated_at = $1, error_code = CASE WHEN pick.stale THEN 'DELIVERY_MAY_HAVE_LEFT' ELSE m.error_code END
+    pick AS ((SELECT id, started, true AS stale FROM stale) UNION ALL (SELECT id, false, false FROM due) LIMIT $3)
+    UPDATE messages m SET status = 'sending', lease_owner = $2, lease_until = $1::bigint + $6::bigint, updated_at = $1,
+      attempts = CASE WHEN pick.stale AND NOT pick.started THEN m.attempts ELSE m.attempts + 1 END,
+      error_code = CASE WHEN pick.started THEN 'DELIVERY_MAY_HAVE_LEFT' ELSE m.error_code END,
+      attempt_started_at = NULL
     FROM pick WHERE m.id = pick.id RETURNING m.*`;
 
   // Set-based completion: one statement for any number of messages of one owner. Credit rows are aggregated per
@@ -470,7 +480,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   };
 
   const enqueueBatchOnce = (campaignId: string, batchSize: number, now: number) =>
-    tx(async (c): Promise<{ n: number; done: boolean }> => {
+    tx(async (c): Promise<{ n: number; done: boolean; bulk?: boolean }> => {
       const row = await one(c, 'SELECT * FROM campaigns WHERE id = $1 FOR UPDATE', [campaignId]);
       if (!row || row.status !== 'enqueuing') return { n: 0, done: true };
       const camp = toCampaign(row);
@@ -549,7 +559,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       const last = candidates[candidates.length - 1];
       if (last === undefined) {
         await q(c, `UPDATE campaigns SET status = 'running', updated_at = $2 WHERE id = $1`, [camp.id, now]);
-        return { n: 0, done: true };
+        return { n: 0, done: true, bulk: Number(row.enqueued) >= BULK_ANALYZE_ROWS };
       }
       await q(
         c,
@@ -579,6 +589,18 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     },
     async completeMany(i) {
       return completeMany(i.owner, i.items, i.now);
+    },
+    async markAttemptStarted(i) {
+      if (i.ids.length === 0) return [];
+      const rows = await q(
+        pool,
+        `UPDATE messages SET attempt_started_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3 AND status = 'sending'
+         RETURNING id`,
+        [i.now, i.ids, i.owner],
+      );
+      if (rows.length === i.ids.length) return i.ids.map(() => true);
+      const marked = new Set(rows.map((r) => String(r.id)));
+      return i.ids.map((id) => marked.has(id));
     },
     async extendLease(i) {
       if (i.ids.length === 0) return;
@@ -646,6 +668,11 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       // A batch whose candidates were all taken concurrently only advances the cursor; keep going until work or the end.
       for (;;) {
         const r = await enqueueBatchOnce(i.campaignId, i.batchSize, i.now);
+        // A big campaign just changed the outbox and ledger by many rows: refresh the planner's statistics now
+        // rather than whenever autovacuum gets there (or never, where it is off), so the claim and completion
+        // statements keep index plans while the campaign drains. Best effort.
+        if (r.bulk === true)
+          await pool.query('ANALYZE messages, grants, notification_credits').catch(() => undefined);
         if (r.n > 0 || r.done) return r.n;
       }
     },

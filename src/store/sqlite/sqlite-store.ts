@@ -389,6 +389,37 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       m.now,
     ) as Row;
 
+  // Campaign rows: the payload is serialised once per batch and nothing is read back.
+  const insertCampaignMessage = (
+    camp: { appId: string; kind: string; templateId: string; id: string },
+    payloadJson: string,
+    openid: string,
+    scene: number | null,
+    grantId: string | null,
+    creditReserved: boolean,
+    now: number,
+  ): void => {
+    q(
+      `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, grant_id, credit_reserved, payload, status, attempts,
+         next_attempt_at, campaign_id, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)`,
+    ).run(
+      ids(),
+      camp.appId,
+      camp.kind,
+      openid,
+      camp.templateId,
+      scene,
+      grantId,
+      creditReserved ? 1 : 0,
+      payloadJson,
+      now,
+      camp.id,
+      now,
+      now,
+    );
+  };
+
   const reserveCredit = (appId: string, openid: string, templateId: string, now: number): Row | undefined =>
     q(
       `UPDATE notification_credits SET
@@ -525,9 +556,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       excludeAppIds?: string[];
     }): OutboxMessage[] => {
       // Notifications whose sender vanished mid-send may have been delivered, and their credits stack: never resend.
+      // Only a started attempt counts; one the dead sender had merely claimed is re-claimed below.
       const expired = q(
         `UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = ?, updated_at = ?
-       WHERE status = 'sending' AND kind = 'notification' AND lease_until <= ?
+       WHERE status = 'sending' AND lease_until <= ? AND kind = 'notification' AND attempt_started_at IS NOT NULL
        RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
       ).all(LEASE_EXPIRED_MESSAGE, i.now, i.now);
       for (const r of expired) applyCreditEffect(r, 'consume', i.now);
@@ -535,11 +567,15 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       if (limit === 0) return [];
       const excluded = json(i.excludeAppIds ?? []);
       const leaseUntil = i.now + i.leaseMs;
-      // One-time grants cannot stack, so a dead sender's message is retried, flagged for the dispatcher's 43101 logic.
+      // A dead sender's claims: unstarted ones simply go again (that attempt never happened, so its count and error
+      // fields stand); started one-time ones are retried (grants cannot stack), flagged for the 43101 logic.
       const reclaimed = q(
-        `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?,
-         error_code = 'DELIVERY_MAY_HAVE_LEFT'
-       WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND kind = 'one-time' AND lease_until <= ?
+        `UPDATE messages SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?,
+         attempts = CASE WHEN attempt_started_at IS NULL THEN attempts ELSE attempts + 1 END,
+         error_code = CASE WHEN attempt_started_at IS NULL THEN error_code ELSE 'DELIVERY_MAY_HAVE_LEFT' END,
+         attempt_started_at = NULL
+       WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND lease_until <= ?
+         AND (kind = 'one-time' OR attempt_started_at IS NULL)
          AND app_id NOT IN (SELECT value FROM json_each(?)) ORDER BY lease_until LIMIT ?) RETURNING *`,
       ).all(i.owner, leaseUntil, i.now, i.now, excluded, limit);
       const rest = limit - reclaimed.length;
@@ -547,7 +583,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         rest <= 0
           ? []
           : q(
-              `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?
+              `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?,
+               attempt_started_at = NULL
              WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= ?
                AND app_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at, id LIMIT ?) RETURNING *`,
             ).all(i.owner, leaseUntil, i.now, i.now, excluded, rest);
@@ -582,6 +619,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     const c = q('SELECT * FROM campaigns WHERE id = ?').get(i.campaignId);
     if (c === undefined || c.status !== 'enqueuing') return 0;
     const camp = toCampaign(c);
+    const payloadJson = String(c.payload);
     const after = c.progress_openid === null ? '' : String(c.progress_openid);
     const size = Math.max(1, Math.floor(i.batchSize));
     let n = 0;
@@ -602,20 +640,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
           `UPDATE grants SET state = 'reserved', updated_at = ? WHERE id = ? AND state = 'available'`,
         ).run(i.now, g.id);
         if (ok.changes !== 1) continue;
-        insertMessage({
-          appId: camp.appId,
-          kind: 'one-time',
-          openid: last,
-          templateId: camp.templateId,
-          scene: Number(g.scene),
-          grantId: String(g.id),
-          creditReserved: false,
-          payload: camp.payload,
-          campaignId: camp.id,
-          idempotencyKey: null,
-          requestHash: null,
-          now: i.now,
-        });
+        insertCampaignMessage(camp, payloadJson, last, Number(g.scene), String(g.id), false, i.now);
         n++;
       }
     } else {
@@ -627,20 +652,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         last = String(r.openid);
         const res = reserveCredit(camp.appId, last, camp.templateId, i.now);
         if (res === undefined) continue;
-        insertMessage({
-          appId: camp.appId,
-          kind: 'notification',
-          openid: last,
-          templateId: camp.templateId,
-          scene: null,
-          grantId: null,
-          creditReserved: Number(res.long_term) !== 1,
-          payload: camp.payload,
-          campaignId: camp.id,
-          idempotencyKey: null,
-          requestHash: null,
-          now: i.now,
-        });
+        insertCampaignMessage(camp, payloadJson, last, null, null, Number(res.long_term) !== 1, i.now);
         n++;
       }
     }
@@ -681,6 +693,16 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
     async completeMany(i) {
       return i.items.length === 0 ? [] : completeMany(i);
+    },
+    async markAttemptStarted(i) {
+      if (i.ids.length === 0) return [];
+      const rows = q(
+        `UPDATE messages SET attempt_started_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ? AND status = 'sending'
+         RETURNING id`,
+      ).all(i.now, json(i.ids), i.owner);
+      if (rows.length === i.ids.length) return i.ids.map(() => true);
+      const marked = new Set(rows.map((r) => String(r.id)));
+      return i.ids.map((id) => marked.has(id));
     },
     async extendLease(i) {
       if (i.ids.length === 0) return;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runStoreContract } from '../contract.js';
+import { sqliteMigrations } from './migrations/index.js';
 import { createSqliteStore } from './sqlite-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wxsub-sqlite-'));
@@ -24,14 +25,18 @@ describe('sqlite store', () => {
     const path = join(dir, 'nested', 'deeper', 'wxsub.db');
     const a = createSqliteStore({ path });
     const b = createSqliteStore({ path });
-    expect(await a.migrate()).toBe(1);
+    expect(await a.migrate()).toBe(sqliteMigrations.length);
     expect(await b.migrate()).toBe(0);
     await a.close();
     await b.close();
     await a.close();
     const raw = new Database(path, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(raw.prepare('SELECT id, name FROM schema_migrations').all()).toEqual([{ id: 1, name: 'init' }]);
+    expect(raw.prepare('SELECT id, name FROM schema_migrations').all()).toEqual([
+      { id: 1, name: 'init' },
+      { id: 2, name: 'attempt-started' },
+      { id: 3, name: 'claim-indexes' },
+    ]);
     raw.close();
   });
 

@@ -1,8 +1,10 @@
 // The ordered list of PostgreSQL migrations; append new numbered files here.
 import { migration as m0001 } from './0001-init.js';
+import { migration as m0002 } from './0002-attempt-started.js';
+import { migration as m0003 } from './0003-claim-indexes.js';
 
 /** A numbered schema change. */
 export type Migration = { readonly id: number; readonly name: string; readonly sql: string };
 
 /** Every PostgreSQL migration, ascending by id. */
-export const postgresMigrations: readonly Migration[] = [m0001];
+export const postgresMigrations: readonly Migration[] = [m0001, m0002, m0003];
