@@ -14,6 +14,28 @@ export type StoredToken = {
   boundGeneration?: number | undefined;
 };
 
+/** The token columns of a SQL token-store row (numbers may arrive as strings, as pg returns BIGINT). */
+export type TokenRow = {
+  value: string | null;
+  expires_at: number | string | null;
+  fetched_at: number | string | null;
+  generation: number;
+  bound_generation: number | null;
+};
+
+/** Maps a SQL row to a {@link StoredToken}; `undefined` when there is no row or its token was invalidated. */
+export function tokenFromRow(r: TokenRow | undefined): StoredToken | undefined {
+  return r && r.value !== null
+    ? {
+        value: r.value,
+        expiresAt: Number(r.expires_at),
+        fetchedAt: Number(r.fetched_at),
+        generation: r.generation,
+        boundGeneration: r.bound_generation ?? undefined,
+      }
+    : undefined;
+}
+
 /** What {@link TokenStore.put} stores. */
 export type NewToken = {
   value: string;

@@ -1,8 +1,7 @@
 // kill -9 of `wxsub serve` in the middle of a 20,000-message campaign, then a restart: nothing lost, nothing
 // received twice, and `unknown` at most the requests that could have been in flight (SQLite and PostgreSQL).
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Emulator } from '../../src/emulator/index.js';
-import type { Engine, Store } from '../../src/store/store.js';
+import { describe, expect, it } from 'vitest';
+import type { Engine } from '../../src/store/store.js';
 import { skipUnless } from '../support/services.js';
 import {
   createCampaign,
@@ -17,23 +16,13 @@ import {
   startEmulator,
   stopGracefully,
   waitFor,
-  type ServeProcess,
-  type StoreTarget,
+  useServeContext,
 } from './support/delivery.js';
 
 const N = 20_000;
 const pgSkip = await skipUnless('postgres');
 
-type Ctx = { target?: StoreTarget; store?: Store; emu?: Emulator; procs: ServeProcess[] };
-let ctx: Ctx = { procs: [] };
-
-afterEach(async () => {
-  for (const p of ctx.procs) await killHard(p);
-  await ctx.emu?.close();
-  await ctx.store?.close();
-  await ctx.target?.cleanup();
-  ctx = { procs: [] };
-});
+const ctx = useServeContext();
 
 describe.each(['sqlite', 'postgres'] as Engine[])('kill -9 mid-campaign on %s', (engine) => {
   it.skipIf(engine === 'postgres' && pgSkip)(

@@ -1,8 +1,6 @@
 // Three `wxsub serve` processes on one PostgreSQL share a 20,000-message campaign with no coordinator; one is
 // killed (-9) mid-campaign: every message is still delivered exactly once.
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Emulator } from '../../src/emulator/index.js';
-import type { Store } from '../../src/store/store.js';
+import { describe, expect, it } from 'vitest';
 import { skipUnless } from '../support/services.js';
 import {
   createCampaign,
@@ -16,23 +14,14 @@ import {
   startEmulator,
   stopGracefully,
   waitFor,
+  useServeContext,
   type ServeProcess,
-  type StoreTarget,
 } from './support/delivery.js';
 
 const N = 20_000;
 const skip = await skipUnless('postgres');
 
-type Ctx = { target?: StoreTarget; store?: Store; emu?: Emulator; procs: ServeProcess[] };
-let ctx: Ctx = { procs: [] };
-
-afterEach(async () => {
-  for (const p of ctx.procs) await killHard(p);
-  await ctx.emu?.close();
-  await ctx.store?.close();
-  await ctx.target?.cleanup();
-  ctx = { procs: [] };
-});
+const ctx = useServeContext();
 
 describe.skipIf(skip)('three instances on PostgreSQL', () => {
   it('share the campaign; one is killed; every message is delivered exactly once', async () => {

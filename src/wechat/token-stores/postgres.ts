@@ -6,6 +6,7 @@ import {
   type NewToken,
   type StoredToken,
   type TokenStore,
+  tokenFromRow,
 } from '../token-store.js';
 
 /** Options of {@link createPostgresTokenStore}. */
@@ -63,22 +64,11 @@ export function createPostgresTokenStore(pool: pg.Pool, options: PostgresTokenSt
         c.release();
       }
     })());
-  const toToken = (r: Row | undefined): StoredToken | undefined =>
-    r && r.value !== null
-      ? {
-          value: r.value,
-          expiresAt: Number(r.expires_at),
-          fetchedAt: Number(r.fetched_at),
-          generation: r.generation,
-          boundGeneration: r.bound_generation ?? undefined,
-        }
-      : undefined;
-
   return {
     async get(key) {
       await init();
       const res = await pool.query<Row>(`SELECT ${cols} FROM ${table} WHERE key = $1`, [key]);
-      return toToken(res.rows[0]);
+      return tokenFromRow(res.rows[0]);
     },
     async tryAcquireLease(key, owner, ttlMs, now) {
       await init();
@@ -106,7 +96,7 @@ export function createPostgresTokenStore(pool: pg.Pool, options: PostgresTokenSt
          RETURNING ${cols}`,
         [key, token.value, token.expiresAt, token.fetchedAt, token.boundGeneration ?? null],
       );
-      return toToken(res.rows[0]) as StoredToken;
+      return tokenFromRow(res.rows[0]) as StoredToken;
     },
     async invalidate(key, value) {
       await init();

@@ -7,6 +7,7 @@ import {
   type NewToken,
   type StoredToken,
   type TokenStore,
+  tokenFromRow,
 } from '../token-store.js';
 
 /** Options of {@link createSqliteTokenStore}. */
@@ -96,20 +97,9 @@ export function createSqliteTokenStore(
     },
   );
 
-  const toToken = (r: Row | undefined): StoredToken | undefined =>
-    r && r.value !== null
-      ? {
-          value: r.value,
-          expiresAt: Number(r.expires_at),
-          fetchedAt: Number(r.fetched_at),
-          generation: r.generation,
-          boundGeneration: r.bound_generation ?? undefined,
-        }
-      : undefined;
-
   return {
     async get(key) {
-      return toToken(selectRow.get(key));
+      return tokenFromRow(selectRow.get(key));
     },
     async tryAcquireLease(key, owner, ttlMs, now) {
       return lease.run({ key, owner, until: now + ttlMs, now }).changes === 1;
@@ -125,7 +115,7 @@ export function createSqliteTokenStore(
         fetchedAt: token.fetchedAt,
         bound: token.boundGeneration ?? null,
       });
-      return toToken(r) as StoredToken;
+      return tokenFromRow(r) as StoredToken;
     },
     async invalidate(key, value) {
       return invalidateStmt.run(key, value).changes === 1;

@@ -1,5 +1,6 @@
 // Shared setup of the delivery e2e tests: an emulator on a real port with one app and many consenting users, the
 // matching grants in a wxsub store (SQLite file or throwaway PostgreSQL database), and inbox counting.
+import { afterEach } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -260,4 +261,26 @@ export async function stopGracefully(p: ServeProcess, ms = 15_000): Promise<void
   const t = setTimeout(() => p.child.kill('SIGKILL'), ms);
   await p.exited;
   clearTimeout(t);
+}
+
+/** What a multi-process delivery test holds and must tear down: store target, store, emulator, serve processes. */
+export type ServeContext = { target?: StoreTarget; store?: Store; emu?: Emulator; procs: ServeProcess[] };
+
+/**
+ * A context whose contents are torn down after each test (processes killed, emulator and store closed,
+ * throwaway database dropped), then emptied for the next test.
+ */
+export function useServeContext(): ServeContext {
+  const ctx: ServeContext = { procs: [] };
+  afterEach(async () => {
+    for (const p of ctx.procs) await killHard(p);
+    await ctx.emu?.close();
+    await ctx.store?.close();
+    await ctx.target?.cleanup();
+    ctx.procs = [];
+    delete ctx.target;
+    delete ctx.store;
+    delete ctx.emu;
+  });
+  return ctx;
 }
