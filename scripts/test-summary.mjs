@@ -16,7 +16,11 @@ const passed = report.numPassedTests ?? 0;
 const brokenFiles = (report.testResults ?? []).filter(
   (f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed'),
 ).length;
-const failed = (report.numFailedTests ?? 0) + brokenFiles;
+// vitest exits non-zero on unhandled errors even when every test passed (its JSON still says success);
+// .ci/run passes that exit code so the line never says 0 failed for a failing run.
+const runnerExit = Number(process.argv[3] ?? 0);
+const counted = (report.numFailedTests ?? 0) + brokenFiles;
+const failed = counted === 0 && runnerExit !== 0 ? 1 : counted;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

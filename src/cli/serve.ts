@@ -64,7 +64,10 @@ function owning(store: TokenStore, extra: () => Promise<void>): TokenStore {
 }
 
 /** Opens the token store: Redis when `redisUrl` is set, else PostgreSQL with `databaseUrl`, else a table in the SQLite file. */
-export async function openTokenStore(config: ServiceConfig): Promise<TokenStore> {
+export async function openTokenStore(
+  config: ServiceConfig,
+  onPoolError: (err: Error) => void = () => {},
+): Promise<TokenStore> {
   if (config.redisUrl !== '') {
     const { Redis } = await import('ioredis');
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2 });
@@ -76,6 +79,8 @@ export async function openTokenStore(config: ServiceConfig): Promise<TokenStore>
   if (config.databaseUrl !== '') {
     const { default: pg } = await import('pg');
     const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
+    // An idle client's error (server restart, terminated backend) is emitted on the pool; unheard, it kills the process.
+    pool.on('error', onPoolError);
     const { createPostgresTokenStore } = await import('../wechat/token-stores/postgres.js');
     return owning(createPostgresTokenStore(pool), () => pool.end());
   }
@@ -132,7 +137,9 @@ export async function startService(
     const applied = await store.migrate();
     if (applied > 0) logger.info({ applied }, 'migrations applied');
 
-    const tokenStore = await openTokenStore(config);
+    const tokenStore = await openTokenStore(config, (err) =>
+      logger.warn({ err: err.message }, 'token store connection lost; the pool reconnects'),
+    );
     closers.push(() => tokenStore.close());
     const wechat = await openWeChatClient(config, { tokenStore, logger, ...pick(deps) });
     closers.push(() => wechat.close());

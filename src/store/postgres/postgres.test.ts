@@ -40,6 +40,7 @@ describe.skipIf(skip)('postgres store', () => {
 
   it('works on a caller-owned pool and leaves it open on close', async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    pool.on('error', () => {}); // the caller owns the pool, so the caller listens for idle-client errors
     const store = createPostgresStore({ pool });
     expect(await store.migrate()).toBe(0);
     await store.grants.recordOneTime({ appId: 'pool', openid: 'o', templateId: 't', scene: 3, now: 1 });
