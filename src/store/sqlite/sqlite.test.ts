@@ -36,6 +36,7 @@ describe('sqlite store', () => {
       { id: 1, name: 'init' },
       { id: 2, name: 'attempt-started' },
       { id: 3, name: 'claim-indexes' },
+      { id: 4, name: 'nonces-without-rowid' },
     ]);
     raw.close();
   });
@@ -50,5 +51,42 @@ describe('sqlite store', () => {
     await b.migrate();
     expect(await b.grants.availableScenes({ appId: 'a', openid: 'o', templateId: 't' })).toEqual([1]);
     await b.close();
+  });
+
+  it('keeps nonces spent before migration 4 spent (the nonce table is rebuilt without rowid)', async () => {
+    const path = join(dir, 'upgrade-4.db');
+    const raw = new Database(path);
+    raw.pragma('journal_mode = WAL');
+    raw.exec(
+      'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+    );
+    for (const m of sqliteMigrations.filter((x) => x.id < 4)) {
+      raw.exec(m.sql);
+      raw.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, 0)').run(m.id, m.name);
+    }
+    raw.prepare('INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?)').run('spent', 9e12, 1);
+    raw.close();
+
+    const store = createSqliteStore({ path });
+    expect(await store.migrate()).toBe(sqliteMigrations.length - 3);
+    expect(await store.nonces.use({ nonce: 'spent', expiresAt: 9e12, now: 2 })).toBe(false);
+    const replay = await store.nonces.redeemOneTime({
+      nonce: 'spent',
+      expiresAt: 9e12,
+      appId: 'a',
+      templateId: 't',
+      scene: 1,
+      now: 2,
+      action: 'confirm',
+      openid: 'o',
+    });
+    expect(replay).toEqual({ fresh: false });
+    expect(await store.grants.availableScenes({ appId: 'a', openid: 'o', templateId: 't' })).toEqual([]);
+    expect(await store.nonces.use({ nonce: 'fresh', expiresAt: 9e12, now: 2 })).toBe(true);
+    await store.close();
+    const check = new Database(path, { readonly: true });
+    const ddl = check.prepare(`SELECT sql FROM sqlite_master WHERE name = 'consent_nonces'`).get() as { sql: string };
+    expect(ddl.sql).toMatch(/WITHOUT ROWID/);
+    check.close();
   });
 });
