@@ -64,7 +64,9 @@ describe('sqlite store', () => {
       raw.exec(m.sql);
       raw.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, 0)').run(m.id, m.name);
     }
-    raw.prepare('INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?)').run('spent', 9e12, 1);
+    raw
+      .prepare('INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?)')
+      .run('spent', 9e12, 1);
     raw.close();
 
     const store = createSqliteStore({ path });
@@ -85,7 +87,9 @@ describe('sqlite store', () => {
     expect(await store.nonces.use({ nonce: 'fresh', expiresAt: 9e12, now: 2 })).toBe(true);
     await store.close();
     const check = new Database(path, { readonly: true });
-    const ddl = check.prepare(`SELECT sql FROM sqlite_master WHERE name = 'consent_nonces'`).get() as { sql: string };
+    const ddl = check.prepare(`SELECT sql FROM sqlite_master WHERE name = 'consent_nonces'`).get() as {
+      sql: string;
+    };
     expect(ddl.sql).toMatch(/WITHOUT ROWID/);
     check.close();
   });
