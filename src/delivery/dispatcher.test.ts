@@ -86,6 +86,27 @@ async function enqueueOneTime(openid: string, scene = 1): Promise<string> {
   return r.message.id;
 }
 
+/** Gives `openid` one notification credit and enqueues a notification on it; returns the message id. */
+async function enqueueNotification(openid: string): Promise<string> {
+  await store.grants.addNotificationCredits({
+    appId: APP,
+    openid,
+    templateId: 'tpl-n',
+    count: 1,
+    now: clock.now(),
+  });
+  const r = await store.outbox.enqueueMessage({
+    appId: APP,
+    kind: 'notification',
+    openid,
+    templateId: 'tpl-n',
+    payload: { data: { thing1: { value: 'x' } } },
+    now: clock.now(),
+  });
+  if (!r.ok) throw new Error('enqueue failed');
+  return r.message.id;
+}
+
 /** Runs cycles, moving the clock past every backoff, until nothing is queued. */
 async function drain(d: ReturnType<typeof createDispatcher>, maxCycles = 50): Promise<void> {
   for (let i = 0; i < maxCycles; i++) {
@@ -176,52 +197,22 @@ describe('dispatcher', () => {
   });
 
   it('a notification timeout after the request left is recorded unknown and never resent', async () => {
-    await store.grants.addNotificationCredits({
-      appId: APP,
-      openid: 'n1',
-      templateId: 'tpl-n',
-      count: 1,
-      now: clock.now(),
-    });
-    const r = await store.outbox.enqueueMessage({
-      appId: APP,
-      kind: 'notification',
-      openid: 'n1',
-      templateId: 'tpl-n',
-      payload: { data: { thing1: { value: 'x' } } },
-      now: clock.now(),
-    });
-    if (!r.ok) throw new Error('enqueue');
+    const id = await enqueueNotification('n1');
     const { sender, calls } = scripted(() => timeoutAfterLeaving());
     const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
     await drain(d);
     expect(calls).toHaveLength(1);
-    expect(await store.outbox.getMessage(r.message.id)).toMatchObject({
+    expect(await store.outbox.getMessage(id)).toMatchObject({
       status: 'unknown',
       errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
     });
   });
 
   it('keeps the msgid of a notification', async () => {
-    await store.grants.addNotificationCredits({
-      appId: APP,
-      openid: 'n1',
-      templateId: 'tpl-n',
-      count: 1,
-      now: clock.now(),
-    });
-    const r = await store.outbox.enqueueMessage({
-      appId: APP,
-      kind: 'notification',
-      openid: 'n1',
-      templateId: 'tpl-n',
-      payload: { data: { thing1: { value: 'x' } } },
-      now: clock.now(),
-    });
-    if (!r.ok) throw new Error('enqueue');
+    const id = await enqueueNotification('n1');
     const { sender } = scripted(() => ({ msgid: '1700827132819554304' }));
     await createDispatcher({ store, wechat: () => sender, clock }, opts).runOnce();
-    expect(await store.outbox.getMessage(r.message.id)).toMatchObject({
+    expect(await store.outbox.getMessage(id)).toMatchObject({
       status: 'sent',
       msgid: '1700827132819554304',
     });
@@ -308,22 +299,7 @@ describe('dispatcher', () => {
 
   it('a crash leaves unknown only the attempts that started; the claimed-but-unsent go to another instance', async () => {
     for (let i = 0; i < 6; i++) {
-      await store.grants.addNotificationCredits({
-        appId: APP,
-        openid: `n${i}`,
-        templateId: 'tpl-n',
-        count: 1,
-        now: clock.now(),
-      });
-      const r = await store.outbox.enqueueMessage({
-        appId: APP,
-        kind: 'notification',
-        openid: `n${i}`,
-        templateId: 'tpl-n',
-        payload: { data: { thing1: { value: 'x' } } },
-        now: clock.now(),
-      });
-      if (!r.ok) throw new Error('enqueue');
+      await enqueueNotification(`n${i}`);
     }
     // Instance A's store goes away with the process: every later call fails.
     let dead = false;
