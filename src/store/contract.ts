@@ -398,6 +398,36 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           (await store.grants.availableScenes({ appId: APP, openid: 'idem', templateId: TPL })).length,
         ).toBe(19);
       });
+
+      it('retries of one keyed request never hold a grant another request needs, and the first takes the lowest scene', async () => {
+        await grant('pair', 1);
+        await grant('pair', 2);
+        // Two grants, two distinct requests: each must get one, however many retries of the first run alongside.
+        const results = await Promise.all([
+          ...Array.from({ length: 15 }, () =>
+            store.outbox.enqueueMessage(oneTime('pair', { idempotencyKey: 'first', requestHash: 'h1' })),
+          ),
+          store.outbox.enqueueMessage(oneTime('pair', { idempotencyKey: 'second', requestHash: 'h2' })),
+        ]);
+        expect(results.every((r) => r.ok)).toBe(true);
+        const ids = new Set(results.map((r) => (r.ok ? r.message.id : 'x')));
+        expect(ids.size).toBe(2);
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'pair', templateId: TPL })).toEqual(
+          [],
+        );
+        // Alone, a keyed request with retries in flight takes the lowest scene it holds.
+        await grant('low', 3);
+        await grant('low', 4);
+        const retried = await Promise.all(
+          Array.from({ length: 15 }, () =>
+            store.outbox.enqueueMessage(oneTime('low', { idempotencyKey: 'only', requestHash: 'h' })),
+          ),
+        );
+        expect(new Set(retried.map((r) => (r.ok ? r.message.scene : -1)))).toEqual(new Set([3]));
+        expect(await store.grants.availableScenes({ appId: APP, openid: 'low', templateId: TPL })).toEqual([
+          4,
+        ]);
+      });
     });
 
     describe('consume under contention', () => {

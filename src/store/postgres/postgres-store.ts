@@ -366,18 +366,29 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     }
     const existing = await byKey(pool, i.appId, key);
     if (existing) return idempotentAnswer(existing, i);
-    const row = await tx(async (c) => {
+    // Requests with one key run one after another (a transaction-scoped advisory lock on the key), and each looks
+    // for the key's message again once it holds the lock. Without that, concurrent retries of one request would each
+    // reserve a grant (SKIP LOCKED hands them different scenes) before the key's unique index let one of them
+    // insert: the winner might not hold the lowest scene, and another request for the same user, racing them,
+    // could find every grant reserved by a retry that was about to roll back and be refused for no grant.
+    const outcome = await tx(async (c): Promise<{ row: Row } | { existing: Row }> => {
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [i.appId, key]);
+      const prior = await byKey(c, i.appId, key);
+      if (prior) return { existing: prior };
       const r = await one(c, sql, args);
       if (!r) throw ROLLBACK;
-      return r;
+      return { row: r };
     }).catch((err: unknown) => {
       if (err === ROLLBACK) return undefined;
       throw err;
     });
-    if (row) return { ok: true, message: toMessage(row), created: true };
-    // Either no grant, or a concurrent request with the same key won the insert.
-    const winner = await byKey(pool, i.appId, key);
-    return winner ? idempotentAnswer(winner, i) : noGrant(i);
+    if (outcome === undefined) {
+      // No grant (the key's unique index stays the last line: a row there means another writer got in first).
+      const winner = await byKey(pool, i.appId, key);
+      return winner ? idempotentAnswer(winner, i) : noGrant(i);
+    }
+    if ('existing' in outcome) return idempotentAnswer(outcome.existing, i);
+    return { ok: true, message: toMessage(outcome.row), created: true };
   };
 
   // Expired leases: a started notification may have reached WeChat (credits stack) → unknown, credit spent; an
