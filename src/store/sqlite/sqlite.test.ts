@@ -37,6 +37,7 @@ describe('sqlite store', () => {
       { id: 2, name: 'attempt-started' },
       { id: 3, name: 'claim-indexes' },
       { id: 4, name: 'nonces-without-rowid' },
+      { id: 5, name: 'drop-messages-app' },
     ]);
     raw.close();
   });
