@@ -1166,6 +1166,22 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect((await store.grants.listAvailable({ appId: APP })).items).toEqual([]);
       });
 
+      it('a redeem that fails writes nothing and does not fail the redeems committed with it', async () => {
+        // Issued in one event-loop turn, so an engine that group-commits puts all three in one transaction.
+        const [a, bad, c] = await Promise.allSettled([
+          redeemConfirm('g1', 'u1', 1),
+          redeemConfirm('g2', null as unknown as string, 2), // no openid: the grant insert fails
+          redeemConfirm('g3', 'u2', 3),
+        ]);
+        expect(a).toMatchObject({ status: 'fulfilled', value: { fresh: true, created: true } });
+        expect(c).toMatchObject({ status: 'fulfilled', value: { fresh: true, created: true } });
+        expect(bad.status).toBe('rejected');
+        expect(await getGrant('u1', 1)).not.toBeNull();
+        expect(await getGrant('u2', 3)).not.toBeNull();
+        // The failed redeem's nonce was not spent: a proper callback with that link still goes through.
+        expect(await redeemConfirm('g2', 'u1', 2)).toMatchObject({ fresh: true, created: true });
+      });
+
       it('a nonce already used through nonces.use is not redeemed', async () => {
         expect(await store.nonces.use({ nonce: 'k9', expiresAt: T0 + 600_000, now: T0 })).toBe(true);
         expect(await redeemConfirm('k9', 'u1', 1)).toEqual({ fresh: false });
