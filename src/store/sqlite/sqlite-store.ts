@@ -715,14 +715,36 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
            AND (? IS NULL OR scene IN (SELECT value FROM json_each(?)))
          GROUP BY openid ORDER BY openid LIMIT ?`,
       ).all(camp.appId, camp.templateId, after, f?.min ?? -1, f?.max ?? 2_147_483_647, scenes, scenes, size);
-      for (const g of rows) {
-        last = String(g.openid);
-        const ok = q(
-          `UPDATE grants SET state = 'reserved', updated_at = ? WHERE id = ? AND state = 'available'`,
-        ).run(i.now, g.id);
-        if (ok.changes !== 1) continue;
-        insertCampaignMessage(camp, payloadJson, last, Number(g.scene), String(g.id), false, i.now);
-        n++;
+      if (rows.length > 0) {
+        last = String((rows[rows.length - 1] as Row).openid);
+        // Reserve the batch's grants in one statement, then insert its messages in one (ids in openid order).
+        const reserved = new Set(
+          q(
+            `UPDATE grants SET state = 'reserved', updated_at = ? WHERE id IN (SELECT value FROM json_each(?))
+             AND state = 'available' RETURNING id`,
+          )
+            .all(i.now, json(rows.map((g) => g.id)))
+            .map((r) => String(r.id)),
+        );
+        const messages = rows
+          .filter((g) => reserved.has(String(g.id)))
+          .map((g) => [ids(), String(g.openid), Number(g.scene), String(g.id)]);
+        if (messages.length > 0)
+          q(
+            `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, grant_id, credit_reserved, payload, status,
+               attempts, next_attempt_at, campaign_id, created_at, updated_at)
+             SELECT m.value ->> 0, @app, 'one-time', m.value ->> 1, @template, m.value ->> 2, m.value ->> 3, 0, @payload,
+               'queued', 0, @now, @campaign, @now, @now
+             FROM json_each(@messages) AS m ORDER BY m.key`,
+          ).run({
+            app: camp.appId,
+            template: camp.templateId,
+            payload: payloadJson,
+            now: i.now,
+            campaign: camp.id,
+            messages: json(messages),
+          });
+        n = messages.length;
       }
     } else {
       const rows = q(
