@@ -111,6 +111,13 @@ describe('parseOneTimeConsentCallback', () => {
       expect.objectContaining({ code: 'WX_CALLBACK_INVALID', details: expect.objectContaining({ field }) }),
     );
   });
+  it('refuses nested objects (what qs makes of action[toString]=x) with WX_CALLBACK_INVALID, not a TypeError', () => {
+    for (const q of [{ action: { toString: 'x' } }, { '': { toString: null } }, { scene: [{}] }]) {
+      expect(() => parseOneTimeConsentCallback(q as never)).toThrow(
+        expect.objectContaining({ code: 'WX_CALLBACK_INVALID' }),
+      );
+    }
+  });
   it('never throws anything but WX_CALLBACK_INVALID on arbitrary input (fuzz)', () => {
     const value = fc.oneof(
       fc.string(),

@@ -102,10 +102,22 @@ function toParams(query: CallbackQuery): URLSearchParams {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(query)) {
     if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) p.append(k, String(x));
-    else p.append(k, String(v));
+    if (Array.isArray(v)) for (const x of v) p.append(k, text(k, x));
+    else p.append(k, text(k, v));
   }
   return p;
+}
+
+const CALLBACK_FIELDS = new Set(['openid', 'template_id', 'action', 'scene', 'reserved']);
+
+/**
+ * A query value as text. Parsers such as `qs` turn `?action[toString]=x` into nested objects, which String()
+ * cannot convert (it throws a TypeError): anything but a primitive is refused like any other bad field.
+ */
+function text(name: string, v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  throw invalid(CALLBACK_FIELDS.has(name) ? name : 'query', 'must be text');
 }
 
 function single(p: URLSearchParams, name: string): string | undefined {
