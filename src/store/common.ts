@@ -151,6 +151,15 @@ export function completionColumns(outcome: AttemptOutcome, now: number): Complet
   }
 }
 
+/**
+ * A completed attempt as one row of a grouped completion statement, in a fixed column order:
+ * [id, status, next_attempt_at, last_errcode, error_code, error_message, msgid, sent_at].
+ */
+export function completionRow(id: string, outcome: AttemptOutcome, now: number): unknown[] {
+  const c = completionColumns(outcome, now);
+  return [id, c.status, c.nextAttemptAt, c.lastErrcode, c.errorCode, c.errorMessage, c.msgid, c.sentAt];
+}
+
 /** Normalised scene filter of a campaign. */
 export type SceneFilter = Campaign['sceneFilter'];
 

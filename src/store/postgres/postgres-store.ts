@@ -6,7 +6,7 @@ import type { Clock } from '../../util/clock.js';
 import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
-  completionColumns,
+  completionRow,
   createIdGenerator,
   decodeCursor,
   emptyStats,
@@ -456,18 +456,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     if (items.length === 0) return [];
     const cols: unknown[][] = [[], [], [], [], [], [], [], [], []];
     for (const it of items) {
-      const c = completionColumns(it.outcome, now);
-      const row = [
-        it.id,
-        c.status,
-        c.nextAttemptAt,
-        c.lastErrcode,
-        c.errorCode,
-        c.errorMessage,
-        c.msgid,
-        c.sentAt,
-        grantEffect(it.outcome),
-      ];
+      const row = [...completionRow(it.id, it.outcome, now), grantEffect(it.outcome)];
       row.forEach((v, k) => cols[k]?.push(v));
     }
     const done = new Set((await q(pool, completeSql, [...cols, owner, now])).map((r) => String(r.id)));

@@ -8,6 +8,7 @@ import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
   completionColumns,
+  completionRow,
   createIdGenerator,
   decodeCursor,
   emptyStats,
@@ -587,18 +588,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     (i: { owner: string; items: { id: string; outcome: AttemptOutcome }[]; now: number }): boolean[] => {
       const effects = new Map<string, GrantEffect>();
       const rows = i.items.map((it) => {
-        const c = completionColumns(it.outcome, i.now);
         effects.set(it.id, grantEffect(it.outcome));
-        return [
-          it.id,
-          c.status,
-          c.nextAttemptAt,
-          c.lastErrcode,
-          c.errorCode,
-          c.errorMessage,
-          c.msgid,
-          c.sentAt,
-        ];
+        return completionRow(it.id, it.outcome, i.now);
       });
       // One id twice in a group would be joined once: keep such a (never expected) group on the per-row path.
       if (effects.size !== i.items.length)
