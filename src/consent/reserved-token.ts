@@ -235,6 +235,15 @@ export function verifyReserved(keys: ConsentKeys, token: unknown): ReservedCheck
  */
 export type ExpectedCookie = { cookieSecret: string; next: string; mac?: Uint8Array };
 
+/** What a callback must match: the service's app, the callback's template and scene, the browser's cookie, the time. */
+export type ReservedExpectation = {
+  appId: string;
+  templateId: string;
+  scene: number;
+  cookie: ExpectedCookie | null;
+  now: number;
+};
+
 /**
  * Full check of a token against the callback and the browser's cookie, in a fixed order:
  * malformed → forged → expired → app/template → scene → cookie. (Single use is the caller's last step:
@@ -244,13 +253,7 @@ export type ExpectedCookie = { cookieSecret: string; next: string; mac?: Uint8Ar
 export function checkReserved(
   keys: ConsentKeys,
   token: unknown,
-  expected: {
-    appId: string;
-    templateId: string;
-    scene: number;
-    cookie: ExpectedCookie | null;
-    now: number;
-  },
+  expected: ReservedExpectation,
 ): ReservedCheck {
   const v = verifyReserved(keys, token);
   if (!v.ok) return v;
@@ -264,13 +267,7 @@ export function checkReserved(
 export function checkReservedClaims(
   keys: ConsentKeys,
   claims: ReservedClaims,
-  expected: {
-    appId: string;
-    templateId: string;
-    scene: number;
-    cookie: ExpectedCookie | null;
-    now: number;
-  },
+  expected: ReservedExpectation,
 ): ReservedCheck {
   if (expected.now >= claims.expiresAt) return { ok: false, code: 'CONSENT_RESERVED_EXPIRED', claims };
   if (!timingSafeEqual(claims.appTemplate, appTemplateHash(expected.appId, expected.templateId))) {

@@ -524,23 +524,22 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
        WHERE app_id = ? AND openid = ? AND template_id = ?`,
     ).run(effect, held, held, effect, now, r.app_id, r.openid, r.template_id);
   };
+  // Each grant transition an outcome causes, written once: for one grant or a whole group of them.
+  const grantEffectSql: Record<Exclude<GrantEffect, 'none'>, string> = {
+    consume: `UPDATE grants SET state = 'consumed', closed_at = @now, updated_at = @now
+      WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'reserved'`,
+    release: `UPDATE grants SET state = 'available', updated_at = @now
+      WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'reserved'`,
+    revoke: `UPDATE grants SET state = 'revoked', closed_at = @now, updated_at = @now
+      WHERE id IN (SELECT value FROM json_each(@ids)) AND state IN ('reserved', 'available')`,
+  };
+  const moveGrants = (effect: GrantEffect, grantIds: string[], now: number): void => {
+    if (effect !== 'none' && grantIds.length > 0) q(grantEffectSql[effect]).run({ now, ids: json(grantIds) });
+  };
   const applyGrantEffect = (r: Row, effect: GrantEffect, now: number): void => {
     if (r.kind === 'notification') return applyCreditEffect(r, effect, now);
     if (r.grant_id === null || r.grant_id === undefined) return;
-    if (effect === 'consume') {
-      q(
-        `UPDATE grants SET state = 'consumed', closed_at = ?, updated_at = ? WHERE id = ? AND state = 'reserved'`,
-      ).run(now, now, r.grant_id);
-    } else if (effect === 'release') {
-      q(`UPDATE grants SET state = 'available', updated_at = ? WHERE id = ? AND state = 'reserved'`).run(
-        now,
-        r.grant_id,
-      );
-    } else if (effect === 'revoke') {
-      q(
-        `UPDATE grants SET state = 'revoked', closed_at = ?, updated_at = ? WHERE id = ? AND state IN ('reserved', 'available')`,
-      ).run(now, now, r.grant_id);
-    }
+    moveGrants(effect, [String(r.grant_id)], now);
   };
 
   const completeOne = (i: { id: string; owner: string; outcome: AttemptOutcome; now: number }): boolean => {
@@ -576,14 +575,6 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
      FROM json_each(?) AS i
      WHERE messages.id = i.value ->> 0 AND messages.status = 'sending' AND messages.lease_owner = ?
      RETURNING messages.id, kind, grant_id, credit_reserved, app_id, openid, template_id`;
-  const grantEffectSql: Record<Exclude<GrantEffect, 'none'>, string> = {
-    consume: `UPDATE grants SET state = 'consumed', closed_at = @now, updated_at = @now
-      WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'reserved'`,
-    release: `UPDATE grants SET state = 'available', updated_at = @now
-      WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'reserved'`,
-    revoke: `UPDATE grants SET state = 'revoked', closed_at = @now, updated_at = @now
-      WHERE id IN (SELECT value FROM json_each(@ids)) AND state IN ('reserved', 'available')`,
-  };
   const completeMany = tx(
     (i: { owner: string; items: { id: string; outcome: AttemptOutcome }[]; now: number }): boolean[] => {
       const effects = new Map<string, GrantEffect>();
@@ -611,10 +602,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         if (r.kind === 'notification') applyCreditEffect(r, effect, i.now);
         else if (r.grant_id !== null && r.grant_id !== undefined) grantIds[effect].push(String(r.grant_id));
       }
-      for (const effect of ['consume', 'release', 'revoke'] as const) {
-        if (grantIds[effect].length > 0)
-          q(grantEffectSql[effect]).run({ now: i.now, ids: json(grantIds[effect]) });
-      }
+      for (const effect of ['consume', 'release', 'revoke'] as const)
+        moveGrants(effect, grantIds[effect], i.now);
       return i.items.map((it) => completed.has(it.id));
     },
   );
