@@ -381,6 +381,29 @@ describe('dispatcher', () => {
     expect((await store.outbox.getMessage(r.message.id))?.status).toBe('sent');
   });
 
+  it("folds the store's appended message counts now and then while it runs, and a failing fold changes nothing else", async () => {
+    const { sender } = scripted(() => ({}));
+    let folds = 0;
+    const folding: Store = {
+      ...store,
+      outbox: {
+        ...store.outbox,
+        async foldMessageCounts() {
+          folds++;
+          if (folds === 1) throw new Error('database went away');
+          return 0;
+        },
+      },
+    };
+    const d = createDispatcher({ store: folding, wechat: () => sender }, { ...opts, leaseMs: 750 });
+    d.start();
+    for (let i = 0; i < 200 && folds < 2; i++) await new Promise((res) => setTimeout(res, 10));
+    const counters = d.status().counters;
+    await d.stop();
+    expect(folds).toBeGreaterThanOrEqual(2);
+    expect(counters.storeErrors).toBe(1);
+  });
+
   it('bounds concurrency and applies the rate limit per app', async () => {
     for (let i = 0; i < 12; i++) await enqueueOneTime(`u${i}`);
     let inFlight = 0;

@@ -652,9 +652,30 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
     }
   }
 
+  let foldingCounts = false;
+  /** Folds the store's appended count changes (where it keeps counts that way), so reading them stays cheap. */
+  async function foldCounts(): Promise<void> {
+    if (store.outbox.foldMessageCounts === undefined || foldingCounts) return;
+    foldingCounts = true;
+    try {
+      await store.outbox.foldMessageCounts();
+    } catch (err) {
+      counters.storeErrors++;
+      log.error({ err }, 'could not fold message counts');
+    } finally {
+      foldingCounts = false;
+    }
+  }
+
   function startLeaseTimer(): void {
     if (leaseTimer !== null) return;
-    leaseTimer = setInterval(() => void extendLeases(), Math.max(250, Math.floor(options.leaseMs / 3)));
+    leaseTimer = setInterval(
+      () => {
+        void extendLeases();
+        void foldCounts();
+      },
+      Math.max(250, Math.floor(options.leaseMs / 3)),
+    );
     leaseTimer.unref();
   }
 

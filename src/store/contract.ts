@@ -1,7 +1,14 @@
 // The one contract suite every Store adapter must pass (run by sqlite/sqlite.test.ts and postgres/postgres.test.ts).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../errors.js';
-import type { EnqueueInput, NotificationPayload, OneTimePayload, OutboxMessage, Store } from './store.js';
+import type {
+  CampaignStats,
+  EnqueueInput,
+  NotificationPayload,
+  OneTimePayload,
+  OutboxMessage,
+  Store,
+} from './store.js';
 
 /** How the suite obtains a fresh, migrated, empty store for every test and disposes of it. */
 export type StoreContractOptions = {
@@ -39,6 +46,67 @@ const notification = (openid: string, extra: Partial<EnqueueInput> = {}): Enqueu
 });
 
 /**
+ * The kept message counts (`countMessages`, `getCampaign().stats`) must equal a recount of the messages themselves,
+ * overall, per app and per campaign: checked after every contract test, so every status change the suite makes
+ * (enqueue, claim, reclaim, expiry, completion, cancel) is also a test of the counts.
+ */
+async function expectCountsMatchMessages(store: Store): Promise<void> {
+  const all: OutboxMessage[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Awaited<ReturnType<Store['outbox']['listMessages']>> = await store.outbox.listMessages({
+      limit: 500,
+      ...(cursor ? { cursor } : {}),
+    });
+    all.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+  const recount = (pick: (m: OutboxMessage) => boolean): CampaignStats => {
+    const s: CampaignStats = {
+      total: 0,
+      queued: 0,
+      sending: 0,
+      sent: 0,
+      failed: 0,
+      unknown: 0,
+      cancelled: 0,
+    };
+    for (const m of all.filter(pick)) {
+      s[m.status]++;
+      s.total++;
+    }
+    return s;
+  };
+  await expectCounts(store, all, recount);
+  // Where counts are folded later, folding must not change them.
+  if (store.outbox.foldMessageCounts !== undefined) {
+    await store.outbox.foldMessageCounts();
+    await expectCounts(store, all, recount);
+  }
+}
+
+async function expectCounts(
+  store: Store,
+  all: OutboxMessage[],
+  recount: (pick: (m: OutboxMessage) => boolean) => CampaignStats,
+): Promise<void> {
+  expect(await store.outbox.countMessages({}), 'counts of all messages').toEqual(recount(() => true));
+  for (const appId of new Set(all.map((m) => m.appId)))
+    expect(await store.outbox.countMessages({ appId }), `counts of app ${appId}`).toEqual(
+      recount((m) => m.appId === appId),
+    );
+  for (const campaignId of new Set(all.flatMap((m) => (m.campaignId === null ? [] : [m.campaignId])))) {
+    const want = recount((m) => m.campaignId === campaignId);
+    expect(await store.outbox.countMessages({ campaignId }), `counts of campaign ${campaignId}`).toEqual(
+      want,
+    );
+    expect((await store.outbox.getCampaign(campaignId))?.stats, `stats of campaign ${campaignId}`).toEqual(
+      want,
+    );
+  }
+}
+
+/**
  * Registers the store contract tests under `describe(name)`.
  * @example runStoreContract('sqlite', { create: async () => { const s = createSqliteStore({ path }); await s.migrate(); return s; } })
  */
@@ -49,7 +117,11 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
       store = await options.create();
     });
     afterEach(async () => {
-      await (options.destroy ? options.destroy(store) : store.close());
+      try {
+        await expectCountsMatchMessages(store);
+      } finally {
+        await (options.destroy ? options.destroy(store) : store.close());
+      }
     });
 
     const grant = (openid: string, scene: number, now = T0, templateId = TPL) =>

@@ -343,8 +343,17 @@ export interface OutboxRepo {
   getMessage(id: string): Promise<OutboxMessage | null>;
   /** Messages filtered, newest first, paged by an opaque cursor. */
   listMessages(filter: MessageFilter): Promise<Page<OutboxMessage>>;
-  /** Counts by status (for metrics and tests). */
+  /**
+   * Counts by status, overall, per app or per campaign (for status, metrics and campaign reports). Read from counts the
+   * store keeps as messages change (a few rows per app and campaign), not by counting messages.
+   */
   countMessages(filter: { appId?: string; campaignId?: string }): Promise<CampaignStats>;
+  /**
+   * Housekeeping for stores that append count changes and fold them later (PostgreSQL): folds what has committed
+   * and returns how many changes it folded (0 when another instance is folding). Counts are exact either way; folding
+   * keeps reading them cheap. The dispatcher calls it now and then. Absent where counts are updated in place (SQLite).
+   */
+  foldMessageCounts?(): Promise<number>;
 
   /** Creates a campaign in state `enqueuing`. */
   createCampaign(

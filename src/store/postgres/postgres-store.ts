@@ -64,6 +64,8 @@ const BULK_ANALYZE_ROWS = 1000;
 
 /** Advisory lock key that serialises concurrent `migrate()` calls (any 64-bit constant unique to wxsub). */
 const MIGRATION_LOCK = 7_465_803_921;
+/** Advisory lock key held by the one instance folding message count deltas (see `foldMessageCounts`). */
+const FOLD_LOCK = 7_465_803_922;
 
 /**
  * Creates a PostgreSQL store. Call `migrate()` before use.
@@ -463,11 +465,16 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     return items.map((it) => done.has(it.id));
   };
 
+  // From the trigger-kept counts (migration 5): folded totals plus the deltas not folded yet, in one statement (one
+  // snapshot), so a fold committing meanwhile is seen wholly or not at all.
   const countMessages = async (f: { appId?: string; campaignId?: string }): Promise<CampaignStats> => {
     const rows = await q(
       pool,
-      `SELECT status, count(*)::int AS n FROM messages WHERE ($1::text IS NULL OR app_id = $1) AND ($2::text IS NULL OR campaign_id = $2)
-       GROUP BY status`,
+      `SELECT status, sum(n)::bigint AS n FROM (
+         SELECT status, n FROM message_counts WHERE ($1::text IS NULL OR app_id = $1) AND ($2::text IS NULL OR campaign_id = $2)
+         UNION ALL
+         SELECT status, n FROM message_count_deltas WHERE ($1::text IS NULL OR app_id = $1) AND ($2::text IS NULL OR campaign_id = $2)
+       ) x GROUP BY status`,
       [f.appId ?? null, f.campaignId ?? null],
     );
     const stats = emptyStats();
@@ -478,6 +485,24 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     }
     return stats;
   };
+  // Moves the committed deltas into the totals. One folder at a time (the others skip); nothing else writes the
+  // totals, so folding never waits on or deadlocks with the statements that append deltas.
+  const foldMessageCounts = (): Promise<number> =>
+    tx(async (c) => {
+      const [lock] = await q(c, 'SELECT pg_try_advisory_xact_lock($1) AS ok', [FOLD_LOCK]);
+      if (lock?.ok !== true) return 0;
+      const [moved] = await q(
+        c,
+        `WITH moved AS (DELETE FROM message_count_deltas RETURNING app_id, campaign_id, status, n),
+              folded AS (
+                INSERT INTO message_counts (app_id, campaign_id, status, n)
+                SELECT app_id, campaign_id, status, sum(n) FROM moved GROUP BY 1, 2, 3
+                ON CONFLICT (app_id, campaign_id, status) DO UPDATE SET n = message_counts.n + excluded.n
+              )
+         SELECT count(*)::int AS n FROM moved`,
+      );
+      return Number(moved?.n ?? 0);
+    });
 
   const enqueueBatchOnce = (campaignId: string, batchSize: number, now: number) =>
     tx(async (c): Promise<{ n: number; done: boolean; bulk?: boolean }> => {
@@ -646,6 +671,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       return { items, nextCursor: rows.length > limit && last ? encodeCursor('m', last.id) : null };
     },
     countMessages,
+    foldMessageCounts,
     async createCampaign(i) {
       const r = await one(
         pool,
@@ -678,7 +704,9 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     },
     async getCampaign(id) {
       const r = await one(pool, 'SELECT * FROM campaigns WHERE id = $1', [id]);
-      return r ? { ...toCampaign(r), stats: await countMessages({ campaignId: id }) } : null;
+      return r
+        ? { ...toCampaign(r), stats: await countMessages({ appId: String(r.app_id), campaignId: id }) }
+        : null;
     },
     async cancelCampaign(i) {
       return tx(async (c) => {

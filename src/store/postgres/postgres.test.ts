@@ -5,6 +5,7 @@ import { createTempDatabase, skipUnless } from '../../../test/support/services.j
 import type { TempDatabase } from '../../../test/support/services.js';
 import { runStoreContract } from '../contract.js';
 import { postgresMigrations } from './migrations/index.js';
+import type { AttemptOutcome } from '../store.js';
 import { createPostgresStore } from './postgres-store.js';
 
 const skip = await skipUnless('postgres');
@@ -48,6 +49,145 @@ describe.skipIf(skip)('postgres store', () => {
     const { rows } = await pool.query(`SELECT scene FROM grants WHERE app_id = 'pool'`);
     expect(rows).toEqual([{ scene: 3 }]);
     await pool.end();
+  });
+
+  it('counts messages written before migration 5, then keeps counting', async () => {
+    const old = await createTempDatabase();
+    const c = new pg.Client({ connectionString: old.url });
+    await c.connect();
+    try {
+      await c.query(
+        'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+      );
+      for (const m of postgresMigrations.filter((x) => x.id < 5)) {
+        await c.query(m.sql);
+        await c.query('INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, 0)', [
+          m.id,
+          m.name,
+        ]);
+      }
+      await c.query(
+        `INSERT INTO campaigns (id, app_id, name, kind, template_id, payload, status, created_at, updated_at)
+         VALUES ('c1', 'a', 'n', 'one-time', 't', '{}', 'running', 0, 0)`,
+      );
+      for (const [id, status, campaign] of [
+        ['m0', 'sent', 'c1'],
+        ['m1', 'sent', 'c1'],
+        ['m2', 'failed', 'c1'],
+        ['m3', 'queued', 'c1'],
+        ['m9', 'unknown', null],
+      ])
+        await c.query(
+          `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, payload, status, next_attempt_at, campaign_id, created_at, updated_at)
+           VALUES ($1, 'a', 'one-time', $1, 't', 1, '{"title":"t","content":"c"}', $2, 0, $3, 0, 0)`,
+          [id, status, campaign],
+        );
+      const store = createPostgresStore({ url: old.url, poolSize: 2 });
+      expect(await store.migrate()).toBe(postgresMigrations.length - 4);
+      const none = { sending: 0, cancelled: 0 };
+      expect(await store.outbox.countMessages({ appId: 'a' })).toEqual({
+        ...none,
+        total: 5,
+        queued: 1,
+        sent: 2,
+        failed: 1,
+        unknown: 1,
+      });
+      expect(await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 1000, now: 1 })).toHaveLength(1);
+      expect((await store.outbox.getCampaign('c1'))?.stats).toEqual({
+        ...none,
+        total: 4,
+        queued: 0,
+        sending: 1,
+        sent: 2,
+        failed: 1,
+        unknown: 0,
+      });
+      await store.close();
+    } finally {
+      await c.end();
+      await old.drop();
+    }
+  });
+
+  it('keeps counts exact while three stores claim and complete at once and fold meanwhile', async () => {
+    const APP = 'wxcounts';
+    const TPL = 'tpl';
+    const stores = [0, 1, 2].map(() => createPostgresStore({ url: db.url, poolSize: 3 }));
+    const [first] = stores as [ReturnType<typeof createPostgresStore>];
+    try {
+      for (let i = 0; i < 300; i++)
+        await first.grants.recordOneTime({ appId: APP, openid: `o${i}`, templateId: TPL, scene: 1, now: 1 });
+      const campaign = await first.outbox.createCampaign({
+        appId: APP,
+        name: 'counts',
+        kind: 'one-time',
+        templateId: TPL,
+        sceneFilter: null,
+        payload: { title: 't', content: 'c' },
+        now: 1,
+      });
+      while (
+        (await first.outbox.enqueueCampaignBatch({ campaignId: campaign.id, batchSize: 100, now: 2 })) > 0
+      );
+      let folding = true;
+      const folder = (async () => {
+        let folded = 0;
+        while (folding) folded += (await first.outbox.foldMessageCounts?.()) ?? 0;
+        return folded;
+      })();
+      // Each store claims small batches and records a mix: sent, failed for good, and retries that go back to queued.
+      let k = 0;
+      await Promise.all(
+        stores.map(async (store, s) => {
+          for (;;) {
+            const batch = await store.outbox.claim({ owner: `w${s}`, limit: 7, leaseMs: 60_000, now: 3 });
+            if (batch.length === 0) return;
+            await store.outbox.completeMany?.({
+              owner: `w${s}`,
+              now: 3,
+              items: batch.map((m) => {
+                const r = k++ % 5;
+                const outcome: AttemptOutcome =
+                  r === 0 && m.attempts < 2
+                    ? { status: 'retry', nextAttemptAt: 3, errorCode: 'X', errorMessage: 'x' }
+                    : r === 1
+                      ? { status: 'failed', grant: 'keep', errorCode: 'Y', errorMessage: 'y' }
+                      : { status: 'sent' };
+                return { id: m.id, outcome };
+              }),
+            });
+          }
+        }),
+      );
+      folding = false;
+      expect(await folder).toBeGreaterThan(0);
+      const check = new pg.Client({ connectionString: db.url });
+      await check.connect();
+      const { rows } = await check
+        .query<{ status: string; n: number }>(
+          `SELECT status, count(*)::int AS n FROM messages WHERE campaign_id = $1 GROUP BY status`,
+          [campaign.id],
+        )
+        .finally(() => check.end());
+      const recount = Object.fromEntries(rows.map((r) => [r.status, r.n]));
+      expect(recount.sent).toBeGreaterThan(0);
+      expect(recount.failed).toBeGreaterThan(0);
+      const stats = (await first.outbox.getCampaign(campaign.id))?.stats;
+      expect(stats).toEqual({
+        total: 300,
+        queued: 0,
+        sending: 0,
+        sent: recount.sent,
+        failed: recount.failed,
+        unknown: 0,
+        cancelled: 0,
+      });
+      await first.outbox.foldMessageCounts?.();
+      expect((await first.outbox.getCampaign(campaign.id))?.stats).toEqual(stats);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
   });
 
   it('reports an unreachable server as STORE_UNAVAILABLE', async () => {

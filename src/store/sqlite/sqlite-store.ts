@@ -655,6 +655,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
   );
 
+  // From the trigger-kept counts (migration 6): a few rows per app and campaign, never the messages themselves.
   const countMessages = (f: { appId?: string; campaignId?: string }): CampaignStats => {
     const where: string[] = [];
     const args: unknown[] = [];
@@ -666,7 +667,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       where.push('campaign_id = ?');
       args.push(f.campaignId);
     }
-    const sql = `SELECT status, COUNT(*) AS n FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY status`;
+    const sql = `SELECT status, SUM(n) AS n FROM message_counts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY status`;
     const stats = emptyStats();
     for (const r of q(sql).all(...args)) {
       const n = Number(r.n);
@@ -862,7 +863,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
     async getCampaign(id) {
       const r = q('SELECT * FROM campaigns WHERE id = ?').get(id);
-      return r === undefined ? null : { ...toCampaign(r), stats: countMessages({ campaignId: id }) };
+      return r === undefined
+        ? null
+        : { ...toCampaign(r), stats: countMessages({ appId: String(r.app_id), campaignId: id }) };
     },
     async cancelCampaign(i) {
       return cancelCampaign(i);

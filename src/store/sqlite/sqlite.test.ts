@@ -38,6 +38,7 @@ describe('sqlite store', () => {
       { id: 3, name: 'claim-indexes' },
       { id: 4, name: 'nonces-without-rowid' },
       { id: 5, name: 'drop-messages-app' },
+      { id: 6, name: 'message-counts' },
     ]);
     raw.close();
   });
@@ -93,5 +94,55 @@ describe('sqlite store', () => {
     };
     expect(ddl.sql).toMatch(/WITHOUT ROWID/);
     check.close();
+  });
+
+  it('counts messages written before migration 6, then keeps counting', async () => {
+    const path = join(dir, 'upgrade-6.db');
+    const raw = new Database(path);
+    raw.pragma('journal_mode = WAL');
+    raw.exec(
+      'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+    );
+    for (const m of sqliteMigrations.filter((x) => x.id < 6)) {
+      raw.exec(m.sql);
+      raw.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, 0)').run(m.id, m.name);
+    }
+    raw
+      .prepare(
+        `INSERT INTO campaigns (id, app_id, name, kind, template_id, payload, status, created_at, updated_at)
+         VALUES ('c1', 'a', 'n', 'one-time', 't', '{}', 'running', 0, 0)`,
+      )
+      .run();
+    const insert = raw.prepare(
+      `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, payload, status, next_attempt_at, campaign_id, created_at, updated_at)
+       VALUES (?, 'a', 'one-time', ?, 't', 1, '{"title":"t","content":"c"}', ?, 0, ?, 0, 0)`,
+    );
+    ['sent', 'sent', 'failed', 'queued'].forEach((status, i) => insert.run(`m${i}`, `o${i}`, status, 'c1'));
+    insert.run('m9', 'o9', 'unknown', null);
+    raw.close();
+
+    const store = createSqliteStore({ path });
+    expect(await store.migrate()).toBe(1);
+    const counts = { sending: 0, cancelled: 0 };
+    expect(await store.outbox.countMessages({ appId: 'a' })).toEqual({
+      ...counts,
+      total: 5,
+      queued: 1,
+      sent: 2,
+      failed: 1,
+      unknown: 1,
+    });
+    expect((await store.outbox.getCampaign('c1'))?.stats).toEqual({
+      ...counts,
+      total: 4,
+      queued: 1,
+      sent: 2,
+      failed: 1,
+      unknown: 0,
+    });
+    // The claim moves the queued one on; the counts follow without a recount.
+    expect(await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 1000, now: 1 })).toHaveLength(1);
+    expect((await store.outbox.getCampaign('c1'))?.stats).toMatchObject({ queued: 0, sending: 1, total: 4 });
+    await store.close();
   });
 });
