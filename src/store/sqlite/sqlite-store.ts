@@ -876,7 +876,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async finishCampaignIfDrained(i) {
       const r = q(
         `UPDATE campaigns SET status = 'done', updated_at = ? WHERE id = ? AND status = 'running'
-           AND NOT EXISTS (SELECT 1 FROM messages WHERE campaign_id = ? AND status IN ('queued', 'sending'))`,
+           AND NOT EXISTS (SELECT 1 FROM message_counts WHERE app_id = campaigns.app_id AND campaign_id = ?
+             AND status IN ('queued', 'sending') AND n > 0)`,
       ).run(i.now, i.id, i.id);
       return r.changes === 1;
     },

@@ -8,6 +8,10 @@
  * 195 ms during which no callback or send moved. Now each is a handful of rows.
  * The triggers run inside SQLite (no round trip to JavaScript); a message moves three counts on its way out.
  * Existing messages are counted once, here.
+ *
+ * With counts kept, `messages_campaign` drops `status`: a campaign's queued and sending messages are found through
+ * the counts (is it drained?) or by reading its messages (cancel, a one-off). Every claim and every completion
+ * rewrote that index entry (delete + insert); now a message's status changes leave it alone.
  */
 export const migration = {
   id: 6,
@@ -22,6 +26,8 @@ CREATE TABLE message_counts (
 ) WITHOUT ROWID;
 INSERT INTO message_counts (app_id, campaign_id, status, n)
   SELECT app_id, COALESCE(campaign_id, ''), status, COUNT(*) FROM messages GROUP BY 1, 2, 3;
+DROP INDEX messages_campaign;
+CREATE INDEX messages_campaign ON messages (campaign_id);
 CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
   INSERT INTO message_counts (app_id, campaign_id, status, n) VALUES (NEW.app_id, COALESCE(NEW.campaign_id, ''), NEW.status, 1)
     ON CONFLICT (app_id, campaign_id, status) DO UPDATE SET n = n + 1;
