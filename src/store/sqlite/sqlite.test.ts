@@ -20,6 +20,20 @@ runStoreContract('sqlite', {
   },
 });
 
+/** A database file as an older release left it: every migration below `id` applied, by hand (open handle returned). */
+function migratedBefore(path: string, id: number): Database.Database {
+  const raw = new Database(path);
+  raw.pragma('journal_mode = WAL');
+  raw.exec(
+    'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+  );
+  for (const m of sqliteMigrations.filter((x) => x.id < id)) {
+    raw.exec(m.sql);
+    raw.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, 0)').run(m.id, m.name);
+  }
+  return raw;
+}
+
 describe('sqlite store', () => {
   it('creates the folder, uses WAL, and records applied migrations once across handles', async () => {
     const path = join(dir, 'nested', 'deeper', 'wxsub.db');
@@ -57,15 +71,7 @@ describe('sqlite store', () => {
 
   it('keeps nonces spent before migration 4 spent (the nonce table is rebuilt without rowid)', async () => {
     const path = join(dir, 'upgrade-4.db');
-    const raw = new Database(path);
-    raw.pragma('journal_mode = WAL');
-    raw.exec(
-      'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
-    );
-    for (const m of sqliteMigrations.filter((x) => x.id < 4)) {
-      raw.exec(m.sql);
-      raw.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, 0)').run(m.id, m.name);
-    }
+    const raw = migratedBefore(path, 4);
     raw
       .prepare('INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?)')
       .run('spent', 9e12, 1);
@@ -98,15 +104,7 @@ describe('sqlite store', () => {
 
   it('counts messages written before migration 6, then keeps counting', async () => {
     const path = join(dir, 'upgrade-6.db');
-    const raw = new Database(path);
-    raw.pragma('journal_mode = WAL');
-    raw.exec(
-      'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
-    );
-    for (const m of sqliteMigrations.filter((x) => x.id < 6)) {
-      raw.exec(m.sql);
-      raw.prepare('INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, 0)').run(m.id, m.name);
-    }
+    const raw = migratedBefore(path, 6);
     raw
       .prepare(
         `INSERT INTO campaigns (id, app_id, name, kind, template_id, payload, status, created_at, updated_at)
