@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import type {
   AttemptOutcome,
   Campaign,
+  CampaignStats,
   Grant,
   GrantState,
   MessageKind,
@@ -269,4 +270,15 @@ export function emptyStats(): {
   cancelled: number;
 } {
   return { total: 0, queued: 0, sending: 0, sent: 0, failed: 0, unknown: 0, cancelled: 0 };
+}
+
+/** Counters from `(status, n)` rows, as both engines read them from their kept message counts. */
+export function statsFromCounts(rows: Row[]): CampaignStats {
+  const stats = emptyStats();
+  for (const r of rows) {
+    const n = Number(r.n);
+    stats[r.status as MessageStatus] += n;
+    stats.total += n;
+  }
+  return stats;
 }

@@ -1,6 +1,7 @@
 // The one contract suite every Store adapter must pass (run by sqlite/sqlite.test.ts and postgres/postgres.test.ts).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../errors.js';
+import { emptyStats } from './common.js';
 import type {
   CampaignStats,
   EnqueueInput,
@@ -62,15 +63,7 @@ async function expectCountsMatchMessages(store: Store): Promise<void> {
     cursor = page.nextCursor;
   } while (cursor !== null);
   const recount = (pick: (m: OutboxMessage) => boolean): CampaignStats => {
-    const s: CampaignStats = {
-      total: 0,
-      queued: 0,
-      sending: 0,
-      sent: 0,
-      failed: 0,
-      unknown: 0,
-      cancelled: 0,
-    };
+    const s: CampaignStats = emptyStats();
     for (const m of all.filter(pick)) {
       s[m.status]++;
       s.total++;

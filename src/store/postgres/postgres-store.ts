@@ -9,7 +9,7 @@ import {
   completionRow,
   createIdGenerator,
   decodeCursor,
-  emptyStats,
+  statsFromCounts,
   encodeCursor,
   grantEffect,
   pageLimit,
@@ -477,13 +477,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
        ) x GROUP BY status`,
       [f.appId ?? null, f.campaignId ?? null],
     );
-    const stats = emptyStats();
-    for (const r of rows) {
-      const n = Number(r.n);
-      stats[r.status as keyof CampaignStats] = n;
-      stats.total += n;
-    }
-    return stats;
+    return statsFromCounts(rows);
   };
   // Moves the committed deltas into the totals. One folder at a time (the others skip); nothing else writes the
   // totals, so folding never waits on or deadlocks with the statements that append deltas.

@@ -11,7 +11,7 @@ import {
   completionRow,
   createIdGenerator,
   decodeCursor,
-  emptyStats,
+  statsFromCounts,
   encodeCursor,
   grantEffect,
   pageLimit,
@@ -668,13 +668,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       args.push(f.campaignId);
     }
     const sql = `SELECT status, SUM(n) AS n FROM message_counts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} GROUP BY status`;
-    const stats = emptyStats();
-    for (const r of q(sql).all(...args)) {
-      const n = Number(r.n);
-      stats[r.status as keyof CampaignStats] = n;
-      stats.total += n;
-    }
-    return stats;
+    return statsFromCounts(q(sql).all(...args));
   };
 
   const enqueueBatch = tx((i: { campaignId: string; batchSize: number; now: number }): number => {
