@@ -14,7 +14,16 @@ import { createSqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import type { Engine, Store } from '../src/store/store.js';
 import { createWeChatClient } from '../src/wechat/client.js';
 import { createTempDatabase, pgAvailable } from '../test/support/services.js';
-import { runConcurrent, type Bench, type BenchResult } from './harness.js';
+import {
+  commandCpuByPid,
+  commandCpuSinceMs,
+  machineTicks,
+  processCpuMs,
+  runConcurrent,
+  stealPercent,
+  type Bench,
+  type BenchResult,
+} from './harness.js';
 import { BENCH_APP, benchOpenid } from './pipeline-emulator.js';
 
 const N = Number(process.env.WXSUB_BENCH_PIPELINE_N ?? 100_000);
@@ -72,13 +81,18 @@ function peakRssMb(pid: number): number {
   return m?.[1] ? Number(m[1]) / 1024 : Number.NaN;
 }
 
-/** Requests per second of a bare undici Pool posting the same sends (`scene`) at the same concurrency. */
-async function bareUndici(baseUrl: string, scene: number): Promise<number> {
+/** A baseline run: requests per second, and the CPU each request cost the client and the emulator (µs). */
+type BareRun = { perSec: number; clientCpuUs: number; emulatorCpuUs: number };
+
+/** A bare undici Pool posting the same sends (`scene`) at the same concurrency to the emulator process `emuPid`. */
+async function bareUndici(baseUrl: string, emuPid: number, scene: number): Promise<BareRun> {
   const sdk = createWeChatClient({}, { appId: BENCH_APP.appId, secret: BENCH_APP.secret, baseUrl });
   const token = await sdk.getAccessToken();
   await sdk.close();
   const pool = new Pool(baseUrl, { connections: CONCURRENCY });
   let ok = 0;
+  const cpu0 = process.cpuUsage();
+  const emu0 = processCpuMs(emuPid);
   const ms = await runConcurrent(N, CONCURRENCY, async (i) => {
     const res = await pool.request({
       method: 'POST',
@@ -95,9 +109,15 @@ async function bareUndici(baseUrl: string, scene: number): Promise<number> {
     const body = (await res.body.json()) as { errcode?: number };
     if (body.errcode === 0) ok++;
   });
+  const cpu = process.cpuUsage(cpu0);
+  const emuMs = processCpuMs(emuPid) - emu0;
   await pool.close();
   if (ok !== N) throw new Error(`baseline: only ${ok} of ${N} sends succeeded`);
-  return (N / ms) * 1000;
+  return {
+    perSec: (N / ms) * 1000,
+    clientCpuUs: (cpu.user + cpu.system) / N,
+    emulatorCpuUs: (emuMs * 1000) / N,
+  };
 }
 
 async function seed(store: Store): Promise<void> {
@@ -172,7 +192,7 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
     await seed(store);
     // The baseline runs before and after the pipeline (scenes 1 and 3) and the faster run counts, so neither side
     // gains from load that other work on the machine puts on only one of them.
-    const bareBefore = await bareUndici(emu.baseUrl, 1);
+    const bareBefore = await bareUndici(emu.baseUrl, emu.child.pid ?? 0, 1);
 
     const prof = CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF_DIR}`];
     serve = spawn(process.execPath, [...prof, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
@@ -204,6 +224,10 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
     });
     const api = new Pool(serviceUrl, { connections: 1 });
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const serveCpu0 = processCpuMs(serve.pid ?? 0);
+    const emuCpu0 = processCpuMs(emu.child.pid ?? 0);
+    const pgCpu0 = commandCpuByPid(engine === 'postgres' ? 'postgres' : '-');
+    const ticks0 = machineTicks();
     const t0 = performance.now();
     const created = await api.request({
       method: 'POST',
@@ -228,9 +252,18 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
       await status.close();
     }
     const ms = performance.now() - t0;
+    // CPU per message, machine-wide: what the pipeline costs apart from how fast this VM happens to run today.
+    const perMsgUs = (cpuMs: number) => (cpuMs * 1000) / N;
+    const serveCpuUs = perMsgUs(processCpuMs(serve.pid ?? 0) - serveCpu0);
+    const emulatorCpuUs = perMsgUs(processCpuMs(emu.child.pid ?? 0) - emuCpu0);
+    const postgresCpuUs = engine === 'postgres' ? perMsgUs(commandCpuSinceMs('postgres', pgCpu0)) : 0;
+    const stealPct = stealPercent(ticks0, machineTicks());
     const rssMb = serve.pid === undefined ? Number.NaN : peakRssMb(serve.pid);
-    const bareAfter = await bareUndici(emu.baseUrl, 3);
-    const barePerSec = Math.max(bareBefore, bareAfter);
+    const bareAfter = await bareUndici(emu.baseUrl, emu.child.pid ?? 0, 3);
+    const bare = bareAfter.perSec > bareBefore.perSec ? bareAfter : bareBefore;
+    const barePerSec = bare.perSec;
+    const bareCpuUs = bare.clientCpuUs + bare.emulatorCpuUs;
+    const pipelineCpuUs = serveCpuUs + emulatorCpuUs + postgresCpuUs;
     const stats = (await store.outbox.getCampaign(campaignId))?.stats;
     const pipelinePerSec = (N / ms) * 1000;
     const ratio = pipelinePerSec / barePerSec;
@@ -240,9 +273,17 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
         messages: N,
         pipelinePerSec,
         undiciPerSec: barePerSec,
-        undiciBeforePerSec: bareBefore,
-        undiciAfterPerSec: bareAfter,
+        undiciBeforePerSec: bareBefore.perSec,
+        undiciAfterPerSec: bareAfter.perSec,
         peakRssMb: rssMb,
+        serveCpuUsPerMsg: serveCpuUs,
+        emulatorCpuUsPerMsg: emulatorCpuUs,
+        ...(engine === 'postgres' ? { postgresCpuUsPerMsg: postgresCpuUs } : {}),
+        pipelineCpuUsPerMsg: pipelineCpuUs,
+        undiciCpuUsPerMsg: bareCpuUs,
+        undiciEmulatorCpuUsPerMsg: bare.emulatorCpuUs,
+        cpuRatio: bareCpuUs / pipelineCpuUs,
+        stealPct,
         sent: stats?.sent ?? 0,
       },
       ratio,
@@ -251,7 +292,10 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
       notes:
         `${engine}: ${N} messages; wxsub serve (concurrency ${CONCURRENCY}, batch ${BATCH}) vs undici Pool (${CONCURRENCY} ` +
         `connections, same request bodies) against one emulator process, baseline before and after the pipeline (faster ` +
-        `one counts); peak RSS = VmHWM of the serve process (runs under tsx). ${BEFORE[engine]}`,
+        `one counts); peak RSS = VmHWM of the serve process (runs under tsx). CPU figures are µs of CPU per message ` +
+        `(user + system, all threads, from /proc) during the campaign: serve, emulator${engine === 'postgres' ? ', PostgreSQL backends' : ''}; ` +
+        `undiciCpuUsPerMsg is client + emulator in the counted baseline run; cpuRatio = undici CPU / pipeline CPU per ` +
+        `message, which unlike the rate ratio does not move with how busy or stolen this VM's cores are (stealPct). ${BEFORE[engine]}`,
     };
   } finally {
     if (serve !== undefined) await stopChild(serve);
