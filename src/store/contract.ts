@@ -1150,6 +1150,23 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(await store.nonces.purgeExpired(T0 + 100)).toBe(1);
         expect(await store.nonces.use({ nonce: 'n2', expiresAt: T0 + 1000, now: T0 + 200 })).toBe(false);
       });
+
+      it('purges in bounded steps, the longest-expired first, and never a nonce still in force', async () => {
+        // Spent out of expiry order, as links are when people take their time.
+        for (const k of [5, 1, 4, 2, 3, 9, 8])
+          expect(await store.nonces.use({ nonce: `p${k}`, expiresAt: T0 + k * 100, now: T0 })).toBe(true);
+        expect(await store.nonces.purgeExpired(T0 + 500, 2)).toBe(2);
+        // p1 and p2 are gone (usable again: nothing guards an expired nonce), p3 is not yet.
+        expect(await store.nonces.use({ nonce: 'p1', expiresAt: T0 + 100, now: T0 + 1 })).toBe(true);
+        expect(await store.nonces.use({ nonce: 'p3', expiresAt: T0 + 300, now: T0 + 1 })).toBe(false);
+        expect(await store.nonces.purgeExpired(T0 + 500, 10)).toBe(4); // p1 again, p3, p4, p5
+        expect(await store.nonces.purgeExpired(T0 + 500, 10)).toBe(0);
+        expect(await store.nonces.use({ nonce: 'p8', expiresAt: T0 + 800, now: T0 + 1 })).toBe(false);
+        expect(await store.nonces.use({ nonce: 'p9', expiresAt: T0 + 900, now: T0 + 1 })).toBe(false);
+        // The same nonce under another expiry is another token's: it cannot come from a signed token, and
+        // the key does not conflate them.
+        expect(await store.nonces.use({ nonce: 'p9', expiresAt: T0 + 901, now: T0 + 1 })).toBe(true);
+      });
     });
 
     describe('consent redeem (nonce + grant in one transaction)', () => {

@@ -429,8 +429,11 @@ export interface NonceRepo {
    * without its grant or writes a grant whose nonce stays usable.
    */
   redeemOneTime(input: RedeemOneTimeInput): Promise<RedeemOneTimeResult>;
-  /** Deletes expired nonces; returns how many. */
-  purgeExpired(now: number): Promise<number>;
+  /**
+   * Deletes nonces that expired at or before `now`, the oldest first, at most `limit` of them (default: all);
+   * returns how many. An expired nonce guards nothing: its token is refused as expired before the nonce is read.
+   */
+  purgeExpired(now: number, limit?: number): Promise<number>;
 }
 
 /** The service's store. */

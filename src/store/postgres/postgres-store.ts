@@ -166,8 +166,8 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     (
       await q(
         c,
-        'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING RETURNING 1',
-        [i.nonce, i.expiresAt, i.now],
+        'INSERT INTO consent_nonces (expires_at, nonce, used_at) VALUES ($1, $2, $3) ON CONFLICT (expires_at, nonce) DO NOTHING RETURNING 1',
+        [i.expiresAt, i.nonce, i.now],
       )
     ).length === 1;
 
@@ -838,8 +838,19 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
         return { fresh: true, action: 'cancel' };
       });
     },
-    async purgeExpired(now) {
-      return (await q(pool, 'DELETE FROM consent_nonces WHERE expires_at <= $1 RETURNING 1', [now])).length;
+    async purgeExpired(now, limit) {
+      // The oldest first, along the primary key (migration 6). Two instances purging at once delete disjoint rows
+      // or wait on each other's row locks and skip what the other deleted.
+      if (limit === undefined)
+        return (await q(pool, 'DELETE FROM consent_nonces WHERE expires_at <= $1 RETURNING 1', [now])).length;
+      const deleted = await q(
+        pool,
+        `DELETE FROM consent_nonces WHERE (expires_at, nonce) IN
+           (SELECT expires_at, nonce FROM consent_nonces WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)
+         RETURNING 1`,
+        [now, Math.max(0, Math.floor(limit))],
+      );
+      return deleted.length;
     },
   };
 

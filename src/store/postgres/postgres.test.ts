@@ -8,6 +8,17 @@ import { postgresMigrations } from './migrations/index.js';
 import type { AttemptOutcome } from '../store.js';
 import { createPostgresStore } from './postgres-store.js';
 
+/** Brings the database `c` is connected to where an older release left it: every migration before `id` applied. */
+async function migrateBefore(c: pg.Client, id: number): Promise<void> {
+  await c.query(
+    'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+  );
+  for (const m of postgresMigrations.filter((x) => x.id < id)) {
+    await c.query(m.sql);
+    await c.query('INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, 0)', [m.id, m.name]);
+  }
+}
+
 const skip = await skipUnless('postgres');
 
 describe.skipIf(skip)('postgres store', () => {
@@ -56,16 +67,7 @@ describe.skipIf(skip)('postgres store', () => {
     const c = new pg.Client({ connectionString: old.url });
     await c.connect();
     try {
-      await c.query(
-        'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
-      );
-      for (const m of postgresMigrations.filter((x) => x.id < 5)) {
-        await c.query(m.sql);
-        await c.query('INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, 0)', [
-          m.id,
-          m.name,
-        ]);
-      }
+      await migrateBefore(c, 5);
       await c.query(
         `INSERT INTO campaigns (id, app_id, name, kind, template_id, payload, status, created_at, updated_at)
          VALUES ('c1', 'a', 'n', 'one-time', 't', '{}', 'running', 0, 0)`,
@@ -104,6 +106,31 @@ describe.skipIf(skip)('postgres store', () => {
         unknown: 0,
       });
       await store.close();
+    } finally {
+      await c.end();
+      await old.drop();
+    }
+  });
+
+  it('keeps nonces spent before migration 6 spent, keyed by expiry', async () => {
+    const old = await createTempDatabase();
+    const c = new pg.Client({ connectionString: old.url });
+    await c.connect();
+    try {
+      await migrateBefore(c, 6);
+      await c.query(
+        `INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES ('spent', 9000000000000, 1), ('old', 5, 1)`,
+      );
+      const store = createPostgresStore({ url: old.url, poolSize: 2 });
+      expect(await store.migrate()).toBe(postgresMigrations.length - 5);
+      expect(await store.nonces.use({ nonce: 'spent', expiresAt: 9e12, now: 2 })).toBe(false);
+      expect(await store.nonces.purgeExpired(10, 100)).toBe(1);
+      expect(await store.nonces.use({ nonce: 'fresh', expiresAt: 9e12, now: 2 })).toBe(true);
+      await store.close();
+      const { rows } = await c.query<{ def: string }>(
+        `SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = 'consent_nonces'::regclass`,
+      );
+      expect(rows.map((r) => r.def)).toEqual([expect.stringMatching(/UNIQUE INDEX .*\(expires_at, nonce\)/)]);
     } finally {
       await c.end();
       await old.drop();

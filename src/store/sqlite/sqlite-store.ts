@@ -182,8 +182,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   };
   const useNonceIn = (i: { nonce: string; expiresAt: number; now: number }): boolean =>
     q(
-      'INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?) ON CONFLICT (nonce) DO NOTHING',
-    ).run(i.nonce, i.expiresAt, i.now).changes === 1;
+      'INSERT INTO consent_nonces (expires_at, nonce, used_at) VALUES (?, ?, ?) ON CONFLICT (expires_at, nonce) DO NOTHING',
+    ).run(i.expiresAt, i.nonce, i.now).changes === 1;
   // One consent callback's writes.
   const redeemOneIn = (i: RedeemOneTimeInput): RedeemOneTimeResult => {
     if (!useNonceIn(i)) return { fresh: false };
@@ -949,8 +949,13 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async redeemOneTime(i) {
       return redeemOneTime(i);
     },
-    async purgeExpired(now) {
-      return q('DELETE FROM consent_nonces WHERE expires_at <= ?').run(now).changes;
+    async purgeExpired(now, limit) {
+      // The oldest first, along the key (migration 7): reads only what it deletes.
+      if (limit === undefined) return q('DELETE FROM consent_nonces WHERE expires_at <= ?').run(now).changes;
+      return q(
+        `DELETE FROM consent_nonces WHERE (expires_at, nonce) IN
+           (SELECT expires_at, nonce FROM consent_nonces WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
+      ).run(now, Math.max(0, Math.floor(limit))).changes;
     },
   };
 

@@ -53,6 +53,7 @@ describe('sqlite store', () => {
       { id: 4, name: 'nonces-without-rowid' },
       { id: 5, name: 'drop-messages-app' },
       { id: 6, name: 'message-counts' },
+      { id: 7, name: 'nonces-by-expiry' },
     ]);
     raw.close();
   });
@@ -102,6 +103,28 @@ describe('sqlite store', () => {
     check.close();
   });
 
+  it('keeps nonces spent before migration 7 spent, keyed by expiry', async () => {
+    const path = join(dir, 'upgrade-7.db');
+    const raw = migratedBefore(path, 7);
+    const spend = raw.prepare('INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES (?, ?, ?)');
+    spend.run('spent', 9e12, 1);
+    spend.run('old', 5, 1);
+    raw.close();
+
+    const store = createSqliteStore({ path });
+    expect(await store.migrate()).toBe(sqliteMigrations.length - 6);
+    expect(await store.nonces.use({ nonce: 'spent', expiresAt: 9e12, now: 2 })).toBe(false);
+    expect(await store.nonces.purgeExpired(10, 100)).toBe(1);
+    expect(await store.nonces.use({ nonce: 'fresh', expiresAt: 9e12, now: 2 })).toBe(true);
+    await store.close();
+    const check = new Database(path, { readonly: true });
+    const ddl = check.prepare(`SELECT sql FROM sqlite_master WHERE name = 'consent_nonces'`).get() as {
+      sql: string;
+    };
+    expect(ddl.sql).toMatch(/PRIMARY KEY \(expires_at, nonce\)\s*\) WITHOUT ROWID/);
+    check.close();
+  });
+
   it('counts messages written before migration 6, then keeps counting', async () => {
     const path = join(dir, 'upgrade-6.db');
     const raw = migratedBefore(path, 6);
@@ -120,7 +143,7 @@ describe('sqlite store', () => {
     raw.close();
 
     const store = createSqliteStore({ path });
-    expect(await store.migrate()).toBe(1);
+    expect(await store.migrate()).toBe(sqliteMigrations.length - 5);
     const counts = { sending: 0, cancelled: 0 };
     expect(await store.outbox.countMessages({ appId: 'a' })).toEqual({
       ...counts,
