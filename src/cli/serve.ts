@@ -5,7 +5,7 @@ import type { Logger as PinoLogger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { configFromEnv, type ConfigFlags, type ServiceConfig } from '../config/schema.js';
 import type { Store } from '../store/store.js';
-import type { Clock } from '../util/clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import type { TokenStore } from '../wechat/token-store.js';
 import { errcodeInfo } from '../wechat/errcodes.js';
 import { createCliLogger } from './logger.js';
@@ -182,6 +182,16 @@ export async function startService(
     late.kick = () => dispatcher.kick();
     dispatcher.start();
     closers.push(() => Promise.resolve(dispatcher.stop()));
+    if (config.consent.purgeIntervalSeconds > 0) {
+      const { startNoncePurge } = await import('../consent/nonce-purge.js');
+      const purge = startNoncePurge({
+        store,
+        clock: deps.clock ?? systemClock,
+        intervalMs: config.consent.purgeIntervalSeconds * 1000,
+        logger: logger.child({ component: 'consent' }),
+      });
+      closers.push(() => purge.stop());
+    }
     logger.info({ url, engine: store.engine }, 'wxsub service listening');
     return { url, app, store, config, close: closeAll };
   } catch (err) {

@@ -31,6 +31,8 @@ const consentSchema = z.strictObject({
   secret: z.union([z.literal(''), z.string().min(32, 'must be at least 32 characters')]).default(''),
   /** Lifetime of a consent link (reserved token and cookie) in seconds. Env `WXSUB_CONSENT_TTL_SECONDS`. @default 600 */
   ttlSeconds: z.number().int().min(10).max(86_400).default(600),
+  /** How often the service deletes spent nonces of links that expired over an hour ago, in seconds; 0 = never. Env `WXSUB_CONSENT_PURGE_INTERVAL_SECONDS`. @default 300 */
+  purgeIntervalSeconds: z.number().int().min(0).max(86_400).default(300),
   /** Where `next` may point: origins (`https://app.example.com`) or URL prefixes (`https://app.example.com/shop/`); comma-separated in env. Env `WXSUB_CONSENT_NEXT_ALLOWLIST`. @default [] */
   nextAllowlist: z.array(z.string().min(1)).default([]),
   /** One-time template ids the consent endpoint accepts (besides one-time templates registered via the API); comma-separated in env. Env `WXSUB_CONSENT_ONE_TIME_TEMPLATES`. @default [] */
@@ -204,6 +206,11 @@ const ROWS: Row[] = [
     secret: true,
   },
   { path: 'consent.ttlSeconds', env: 'WXSUB_CONSENT_TTL_SECONDS', meaning: 'Lifetime of a consent link (s)' },
+  {
+    path: 'consent.purgeIntervalSeconds',
+    env: 'WXSUB_CONSENT_PURGE_INTERVAL_SECONDS',
+    meaning: 'How often spent nonces of links expired over an hour ago are deleted (s); 0 = never',
+  },
   {
     path: 'consent.nextAllowlist',
     env: 'WXSUB_CONSENT_NEXT_ALLOWLIST',
