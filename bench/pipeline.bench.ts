@@ -226,7 +226,7 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     const serveCpu0 = processCpuMs(serve.pid ?? 0);
     const emuCpu0 = processCpuMs(emu.child.pid ?? 0);
-    const pgCpu0 = commandCpuByPid(engine === 'postgres' ? 'postgres' : '-');
+    const pgCpu0 = engine === 'postgres' ? commandCpuByPid('postgres') : null;
     const ticks0 = machineTicks();
     const t0 = performance.now();
     const created = await api.request({
@@ -256,7 +256,7 @@ async function runEngine(engine: Engine): Promise<BenchResult> {
     const perMsgUs = (cpuMs: number) => (cpuMs * 1000) / N;
     const serveCpuUs = perMsgUs(processCpuMs(serve.pid ?? 0) - serveCpu0);
     const emulatorCpuUs = perMsgUs(processCpuMs(emu.child.pid ?? 0) - emuCpu0);
-    const postgresCpuUs = engine === 'postgres' ? perMsgUs(commandCpuSinceMs('postgres', pgCpu0)) : 0;
+    const postgresCpuUs = pgCpu0 === null ? 0 : perMsgUs(commandCpuSinceMs('postgres', pgCpu0));
     const stealPct = stealPercent(ticks0, machineTicks());
     const rssMb = serve.pid === undefined ? Number.NaN : peakRssMb(serve.pid);
     const bareAfter = await bareUndici(emu.baseUrl, emu.child.pid ?? 0, 3);
