@@ -175,7 +175,7 @@ export const bench: Bench = {
         ratio,
         target: 'ratio >= 0.5',
         met: ratio >= 0.5,
-        notes: `${COUNT} distinct valid callbacks (token + cookie check, nonce spent and grant written in one SQLite WAL transaction, group-committed with concurrent callbacks) (links issued 1 ms apart and spent in that order) over an undici Pool of ${CONCURRENCY}, in ${ROUNDS} interleaved rounds of ${PER_ROUND} after ${WARMUP} warm-up requests to each; per-sec figures are medians of the rounds; baseline: bare Fastify GET answering 302 in the same process. Decomposition: callbackWithoutWrite is the same route and checks with a redeem that writes nothing (how far the route alone is from the bare route), measured in the same rounds`,
+        notes: `${COUNT} distinct valid callbacks (token + cookie check, nonce spent and grant written in one SQLite WAL transaction, group-committed with concurrent callbacks; links issued 1 ms apart and spent in that order) over an undici Pool of ${CONCURRENCY}, in ${ROUNDS} interleaved rounds of ${PER_ROUND} after ${WARMUP} warm-up requests to each; per-sec figures are medians of the rounds; baseline: bare Fastify GET answering 302 in the same process. Decomposition: callbackWithoutWrite is the same route and checks with a redeem that writes nothing (how far the route alone is from the bare route), measured in the same rounds`,
       };
     } finally {
       await app.close();
