@@ -8,14 +8,32 @@ import { postgresMigrations } from './migrations/index.js';
 import type { AttemptOutcome } from '../store.js';
 import { createPostgresStore } from './postgres-store.js';
 
-/** Brings the database `c` is connected to where an older release left it: every migration before `id` applied. */
-async function migrateBefore(c: pg.Client, id: number): Promise<void> {
-  await c.query(
-    'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
-  );
-  for (const m of postgresMigrations.filter((x) => x.id < id)) {
-    await c.query(m.sql);
-    await c.query('INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, 0)', [m.id, m.name]);
+/**
+ * Runs `fn` on a throwaway database as an older release left it (every migration before `id` applied), with a
+ * client connected to it; drops it afterwards.
+ */
+async function withDatabaseBefore(
+  id: number,
+  fn: (c: pg.Client, url: string) => Promise<void>,
+): Promise<void> {
+  const old = await createTempDatabase();
+  const c = new pg.Client({ connectionString: old.url });
+  await c.connect();
+  try {
+    await c.query(
+      'CREATE TABLE schema_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+    );
+    for (const m of postgresMigrations.filter((x) => x.id < id)) {
+      await c.query(m.sql);
+      await c.query('INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, 0)', [
+        m.id,
+        m.name,
+      ]);
+    }
+    await fn(c, old.url);
+  } finally {
+    await c.end();
+    await old.drop();
   }
 }
 
@@ -63,11 +81,7 @@ describe.skipIf(skip)('postgres store', () => {
   });
 
   it('counts messages written before migration 5, then keeps counting', async () => {
-    const old = await createTempDatabase();
-    const c = new pg.Client({ connectionString: old.url });
-    await c.connect();
-    try {
-      await migrateBefore(c, 5);
+    await withDatabaseBefore(5, async (c, url) => {
       await c.query(
         `INSERT INTO campaigns (id, app_id, name, kind, template_id, payload, status, created_at, updated_at)
          VALUES ('c1', 'a', 'n', 'one-time', 't', '{}', 'running', 0, 0)`,
@@ -84,7 +98,7 @@ describe.skipIf(skip)('postgres store', () => {
            VALUES ($1, 'a', 'one-time', $1, 't', 1, '{"title":"t","content":"c"}', $2, 0, $3, 0, 0)`,
           [id, status, campaign],
         );
-      const store = createPostgresStore({ url: old.url, poolSize: 2 });
+      const store = createPostgresStore({ url, poolSize: 2 });
       expect(await store.migrate()).toBe(postgresMigrations.length - 4);
       const none = { sending: 0, cancelled: 0 };
       expect(await store.outbox.countMessages({ appId: 'a' })).toEqual({
@@ -106,22 +120,15 @@ describe.skipIf(skip)('postgres store', () => {
         unknown: 0,
       });
       await store.close();
-    } finally {
-      await c.end();
-      await old.drop();
-    }
+    });
   });
 
   it('keeps nonces spent before migration 6 spent, keyed by expiry', async () => {
-    const old = await createTempDatabase();
-    const c = new pg.Client({ connectionString: old.url });
-    await c.connect();
-    try {
-      await migrateBefore(c, 6);
+    await withDatabaseBefore(6, async (c, url) => {
       await c.query(
         `INSERT INTO consent_nonces (nonce, expires_at, used_at) VALUES ('spent', 9000000000000, 1), ('old', 5, 1)`,
       );
-      const store = createPostgresStore({ url: old.url, poolSize: 2 });
+      const store = createPostgresStore({ url, poolSize: 2 });
       expect(await store.migrate()).toBe(postgresMigrations.length - 5);
       expect(await store.nonces.use({ nonce: 'spent', expiresAt: 9e12, now: 2 })).toBe(false);
       expect(await store.nonces.purgeExpired(10, 100)).toBe(1);
@@ -131,10 +138,7 @@ describe.skipIf(skip)('postgres store', () => {
         `SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = 'consent_nonces'::regclass`,
       );
       expect(rows.map((r) => r.def)).toEqual([expect.stringMatching(/UNIQUE INDEX .*\(expires_at, nonce\)/)]);
-    } finally {
-      await c.end();
-      await old.drop();
-    }
+    });
   });
 
   it('keeps counts exact while three stores claim and complete at once and fold meanwhile', async () => {
