@@ -33,18 +33,19 @@ const HAN = /\p{Script=Han}/u;
 const M = '(?:0?[1-9]|1[0-2])';
 const D = '(?:0?[1-9]|[12]\\d|3[01])';
 const HHMM = '(?:[01]?\\d|2[0-3]):[0-5]\\d(?::[0-5]\\d)?';
-const DATE = `(?:\\d{4}年${M}月${D}日|\\d{4}年${M}月|${M}月${D}日|\\d{4}[-/.]${M}[-/.]${D}|\\d{4}[-/.]${M}|${M}[-/.]${D})`;
+const DATE = `(?:\\d{4}年${M}月${D}日|\\d{4}年${M}月|${M}月${D}日|\\d{4}-${M}-${D}|\\d{4}/${M}/${D}|\\d{4}\\.${M}\\.${D}|\\d{4}[-/.]${M}|${M}[-/.]${D})`;
 const TIME_ONE = `(?:${DATE}\\s*)?${HHMM}`;
 const DATE_ONE = `${DATE}(?:\\s*${HHMM})?`;
 const TIME_RE = new RegExp(`^${TIME_ONE}(?:\\s*~\\s*${TIME_ONE})?$`, 'u');
-const DATE_RE = new RegExp(`^${DATE_ONE}(?:\\s*~\\s*${DATE_ONE})?$`, 'u');
+// A date range may end in a bare time: `2019年10月1日 15:01~16:00`.
+const DATE_RE = new RegExp(`^${DATE_ONE}(?:\\s*~\\s*(?:${DATE_ONE}|${HHMM}))?$`, 'u');
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 const LETTER_RE = /^[A-Za-z]{1,32}$/;
-const SYMBOL_RE = /^[^\p{L}\p{N}\p{Cc}]{1,5}$/u;
-const CHARSTR_RE = /^[\x20-\x7E]{1,32}$/;
-const AMOUNT_RE = /^[¥￥$€£]?\d{1,10}(?:\.\d{1,2})?元?$/u;
+const SYMBOL_RE = /^[^\p{L}\p{N}\p{Cc}\s]{1,5}$/u;
+const CHARSTR_RE = /^[\x21-\x7E]{1,32}$/;
+const AMOUNT_RE = /^(?:[¥￥$€£]\d{1,10}(?:\.\d{1,2})?元?|\d{1,10}(?:\.\d{1,2})?元)$/u;
 const PHONE_RE = /^[0-9+\-() #*.]{1,17}$/;
-const CAR_RE = /^[\p{Script=Han}A-Za-z0-9][A-Za-z0-9]{0,6}[\p{Script=Han}A-Za-z0-9]?$/u;
+const CAR_RE = /^\p{Script=Han}?[A-Za-z0-9]+\p{Script=Han}?$/u;
 const PHRASE_RE = /^\p{Script=Han}{1,5}$/u;
 
 function cpLength(s: string): number {
@@ -62,10 +63,11 @@ export function checkKeyword(type: string, value: unknown, enumValues?: readonly
   if (value === undefined || value === null || value === '') return 'empty';
   if (typeof value !== 'string') return 'invalid';
   if (value.trim() === '') return 'empty';
+  if (CONTROL.test(value)) return 'invalid';
   const len = cpLength(value);
   switch (type) {
     case 'thing':
-      return len <= 20 && !CONTROL.test(value) ? 'ok' : 'invalid';
+      return len <= 20 ? 'ok' : 'invalid';
     case 'number':
       return NUMBER_RE.test(value) && value.replace('.', '').length <= 32 ? 'ok' : 'invalid';
     case 'letter':
@@ -85,7 +87,7 @@ export function checkKeyword(type: string, value: unknown, enumValues?: readonly
     case 'car_number':
       return len <= 8 && CAR_RE.test(value) ? 'ok' : 'invalid';
     case 'name':
-      if (CONTROL.test(value)) return 'invalid';
+      if (/\p{N}/u.test(value)) return 'invalid';
       return HAN.test(value) ? (len <= 10 ? 'ok' : 'invalid') : len <= 20 ? 'ok' : 'invalid';
     case 'phrase':
       return PHRASE_RE.test(value) ? 'ok' : 'invalid';
@@ -93,6 +95,6 @@ export function checkKeyword(type: string, value: unknown, enumValues?: readonly
       return enumValues?.includes(value) ? 'ok' : 'invalid';
     default:
       // Unknown keyword types: be lenient but keep the thing-like length cap.
-      return len <= 20 && !CONTROL.test(value) ? 'ok' : 'invalid';
+      return len <= 20 ? 'ok' : 'invalid';
   }
 }

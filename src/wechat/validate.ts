@@ -38,13 +38,15 @@ export type KeywordSpec = {
 };
 
 const CJK = /\p{Script=Han}/u;
-// eslint-disable-next-line no-control-regex -- control characters are exactly what the rule forbids in values
-const CONTROL = /[\u0000-\u001f\u007f]/u;
+const CONTROL = /\p{Cc}/u;
+// Dates and times of spec §2.5. Months 1–12 and days 1–31 (no calendar check: WeChat's own is not documented).
+const M = '(?:0?[1-9]|1[0-2])';
+const D = '(?:0?[1-9]|[12]\\d|3[01])';
 const HHMM = String.raw`(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?`;
-const YMD_CN = String.raw`(?:\d{4}年\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日)`;
-const YMD_SEP = String.raw`(?:\d{4}([-/.])\d{1,2}\1\d{1,2}|\d{4}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2})`;
-const DATE = `(?:${YMD_CN}|${YMD_SEP})(?:\\s*${HHMM})?`;
-const TIME = `(?:(?:${YMD_CN}|${YMD_SEP})\\s*)?${HHMM}`;
+const YMD = `(?:\\d{4}年${M}月${D}日|\\d{4}年${M}月|${M}月${D}日|\\d{4}-${M}-${D}|\\d{4}/${M}/${D}|\\d{4}\\.${M}\\.${D}|\\d{4}[-/.]${M}|${M}[-/.]${D})`;
+const DATE = `${YMD}(?:\\s*${HHMM})?`;
+const TIME = `(?:${YMD}\\s*)?${HHMM}`;
+// A date range may end in a bare time (`2019年10月1日 15:01~16:00`); a time range joins two times.
 const DATE_RE = new RegExp(`^${DATE}(?:\\s*~\\s*(?:${DATE}|${HHMM}))?$`, 'u');
 const TIME_RE = new RegExp(`^${TIME}(?:\\s*~\\s*${TIME})?$`, 'u');
 
@@ -64,25 +66,25 @@ export function checkKeywordValue(
   enumValues?: readonly string[],
 ): string | undefined {
   const len = charLength(value);
-  if (len === 0) return 'is empty';
-  if (CONTROL.test(value) && type !== 'thing') return 'contains control characters or line breaks';
+  if (value.trim() === '') return 'is empty';
+  if (CONTROL.test(value)) return 'contains control characters or line breaks';
   switch (type) {
     case 'thing':
       return len <= 20 ? undefined : 'thing allows at most 20 characters';
     case 'number':
-      return len <= 32 && /^\d+(?:\.\d+)?$/.test(value)
+      return /^\d+(?:\.\d+)?$/.test(value) && value.replace('.', '').length <= 32
         ? undefined
         : 'number allows at most 32 digits with an optional decimal point';
     case 'letter':
-      return len <= 32 && /^[A-Za-z]+$/.test(value) ? undefined : 'letter allows at most 32 letters';
+      return /^[A-Za-z]{1,32}$/.test(value) ? undefined : 'letter allows at most 32 letters';
     case 'symbol':
       return len <= 5 && !/[\p{L}\p{N}\s]/u.test(value)
         ? undefined
         : 'symbol allows at most 5 symbols (no letters, digits, CJK or spaces)';
     case 'character_string':
-      return len <= 32 && !CJK.test(value) && !/\s/.test(value)
+      return /^[\x21-\x7e]{1,32}$/.test(value)
         ? undefined
-        : 'character_string allows at most 32 digits, letters and symbols';
+        : 'character_string allows at most 32 ASCII digits, letters and symbols (no spaces)';
     case 'time':
       return TIME_RE.test(value)
         ? undefined
@@ -94,22 +96,21 @@ export function checkKeywordValue(
     case 'amount':
       return /^(?:[¥￥$€£]\d{1,10}(?:\.\d{1,2})?元?|\d{1,10}(?:\.\d{1,2})?元)$/u.test(value)
         ? undefined
-        : 'amount must be a currency symbol (or a trailing 元) and at most 10 digits';
+        : 'amount must be a currency symbol (or a trailing 元), at most 10 digits and at most 2 decimals';
     case 'phone_number':
-      return len <= 17 && /^[\d+\-() ]+$/.test(value)
+      return len <= 17 && /^[\d+\-() #*.]+$/.test(value) && /\d/.test(value)
         ? undefined
-        : 'phone_number allows at most 17 digits and symbols';
+        : 'phone_number allows at most 17 digits and the symbols + - ( ) # * . and space';
     case 'car_number':
       return len <= 8 && /^\p{Script=Han}?[A-Za-z0-9]+\p{Script=Han}?$/u.test(value)
         ? undefined
         : 'car_number allows at most 8 characters; only the first and last may be CJK';
     case 'name':
-      if (CJK.test(value)) return len <= 10 ? undefined : 'name allows at most 10 CJK characters';
-      return len <= 20 && !/\d/.test(value) ? undefined : 'name allows at most 20 letters or symbols';
+      if (/\p{N}/u.test(value)) return 'name allows no digits';
+      if (CJK.test(value)) return len <= 10 ? undefined : 'name allows at most 10 characters when it has CJK';
+      return len <= 20 ? undefined : 'name allows at most 20 letters or symbols';
     case 'phrase':
-      return len <= 5 && /^\p{Script=Han}+$/u.test(value)
-        ? undefined
-        : 'phrase allows at most 5 CJK characters';
+      return /^\p{Script=Han}{1,5}$/u.test(value) ? undefined : 'phrase allows at most 5 CJK characters';
     case 'enum':
       return enumValues === undefined || enumValues.includes(value)
         ? undefined
