@@ -415,6 +415,45 @@ describe('send API', () => {
     ).toEqual([1]);
   });
 
+  it('types template keywords by their key, as WeChat does', async () => {
+    const put = (keywords: unknown) =>
+      app.inject({
+        method: 'PUT',
+        url: '/v1/templates/TPL_KW',
+        headers: auth(),
+        payload: { kind: 'notification', title: '订单', keywords },
+      });
+    // A declared type other than the key's prefix would be checked by one rule here and another at WeChat.
+    const mismatch = await put([{ key: 'thing1', type: 'number' }]);
+    expect([mismatch.statusCode, err(mismatch)]).toEqual([400, 'HTTP_VALIDATION_FAILED']);
+    const derived = await put([{ key: 'thing1' }, { key: 'character_string2', type: 'character_string' }]);
+    expect(derived.statusCode, derived.body).toBe(200);
+    expect(derived.json().keywords).toEqual([
+      { key: 'thing1', type: 'thing' },
+      { key: 'character_string2', type: 'character_string' },
+    ]);
+  });
+
+  it('refuses data keys WeChat would refuse when the template declares no keywords', async () => {
+    await app.inject({
+      method: 'PUT',
+      url: '/v1/templates/TPL_FREE',
+      headers: auth(),
+      payload: { kind: 'notification', title: '通知' },
+    });
+    for (const key of ['thing1.DATA', 'Thing1', 'foo']) {
+      const r = await send({
+        kind: 'notification',
+        openid: 'oS',
+        template: 'TPL_FREE',
+        data: { [key]: { value: 'x' } },
+      });
+      expect([r.statusCode, err(r)], key).toEqual([422, 'MESSAGE_INVALID']);
+      expect(r.json().error.details.issues[0].path).toBe(`data.${key}`);
+    }
+    expect((await store.outbox.countMessages({ appId: APP_ID })).total).toBe(0);
+  });
+
   it('lists grants and creates, reads and cancels campaigns', async () => {
     for (const o of ['o1', 'o2'])
       await store.grants.recordOneTime({

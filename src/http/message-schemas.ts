@@ -56,17 +56,32 @@ export const createCampaignSchema = z.strictObject({
   payload: z.union([oneTimePayloadSchema, notificationPayloadSchema]),
 });
 
-/** Body of PUT /v1/templates/:id. */
+const KEYWORD_KEY_RE = /^([a-z_]+?)\d+$/;
+
+/** The keyword type a data key names (`thing1` → `thing`): WeChat types every placeholder by its prefix (§2.5). */
+export function keyTypePrefix(key: string): string | null {
+  return KEYWORD_KEY_RE.exec(key)?.[1] ?? null;
+}
+
+/** Body of PUT /v1/templates/:id. A keyword's `type` defaults to its key's prefix and may not differ from it. */
 export const putTemplateSchema = z.strictObject({
   kind: z.enum(['one-time', 'notification']),
   title: z.string().min(1).max(64),
   keywords: z
     .array(
-      z.strictObject({
-        key: z.string().regex(/^[a-z_]+\d+$/, 'must look like thing1'),
-        type: z.string().regex(/^[a-z_]+$/),
-        enumValues: z.array(z.string().min(1)).max(100).optional(),
-      }),
+      z
+        .strictObject({
+          key: z.string().regex(KEYWORD_KEY_RE, 'must look like thing1'),
+          type: z
+            .string()
+            .regex(/^[a-z_]+$/)
+            .optional(),
+          enumValues: z.array(z.string().min(1)).max(100).optional(),
+        })
+        .refine((k) => k.type === undefined || k.type === keyTypePrefix(k.key), {
+          message: "must be the key's type prefix (thing1 → thing): WeChat types a keyword by its key",
+          path: ['type'],
+        }),
     )
     .max(20)
     .default([]),
@@ -172,12 +187,20 @@ export function checkNotificationPayload(
         issues.push({ path: `${prefix}data.${kw.key}`, message: 'is missing' });
         continue;
       }
-      const problem = keywordProblem(kw.type, v.value, kw.enumValues);
+      // The key's prefix, as WeChat reads it, over a declared type (templates stored before types had to match).
+      const problem = keywordProblem(keyTypePrefix(kw.key) ?? kw.type, v.value, kw.enumValues);
       if (problem) issues.push({ path: `${prefix}data.${kw.key}.value`, message: problem });
     }
   } else {
     for (const k of keys) {
-      const type = /^([a-z_]+?)\d+$/.exec(k)?.[1] ?? '';
+      const type = keyTypePrefix(k);
+      if (type === null) {
+        issues.push({
+          path: `${prefix}data.${k}`,
+          message: 'key must look like thing1 (type prefix + number)',
+        });
+        continue;
+      }
       const problem = keywordProblem(type, (data[k] as { value: string }).value);
       if (problem) issues.push({ path: `${prefix}data.${k}.value`, message: problem });
     }

@@ -11,6 +11,7 @@ import {
   checkNotificationPayload,
   checkOneTimePayload,
   createCampaignSchema,
+  keyTypePrefix,
   listGrantsQuery,
   listMessagesQuery,
   notificationPayloadSchema,
@@ -145,11 +146,12 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
             details: { field: 'keywords' },
           });
         }
-        const keywords = body.keywords.map((k) =>
-          k.enumValues === undefined
-            ? { key: k.key, type: k.type }
-            : { key: k.key, type: k.type, enumValues: k.enumValues },
-        );
+        const keywords = body.keywords.map((k) => {
+          const type = k.type ?? (keyTypePrefix(k.key) as string); // the schema's key pattern has a prefix
+          return k.enumValues === undefined
+            ? { key: k.key, type }
+            : { key: k.key, type, enumValues: k.enumValues };
+        });
         const rec: TemplateRecord = { appId, templateId, kind: body.kind, title: body.title, keywords };
         if (body.type !== undefined) rec.type = body.type;
         await store.templates.upsert(rec);
