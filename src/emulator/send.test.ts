@@ -75,6 +75,13 @@ describe('one-time template/subscribe', () => {
     expect((await oneTime({ touser: 5 })).errcode).toBe(40003);
   });
 
+  it('can answer 43101 for a notification template, as one report saw (spec §2.4)', async () => {
+    emu.state.behavior.notificationTemplateOnOneTime = 43101;
+    const r = await oneTime({ template_id: NOTIFY });
+    expect([r.errcode, r.errmsg]).toEqual([43101, expect.stringMatching(/^user refuse to accept the msg/)]);
+    expect((await oneTime({ template_id: 'nope' })).errcode).toBe(40037);
+  });
+
   it.each([
     [{ title: '' }, 'argument invalid! title is emtpy'],
     [{ title: 'x'.repeat(16) }, 'argument invalid! title size out of limit'],
@@ -88,6 +95,7 @@ describe('one-time template/subscribe', () => {
     [{ scene: 10001 }, 'argument invalid! scene invalid'],
     [{ scene: undefined }, 'argument invalid! scene is emtpy'],
     [{ miniprogram: { pagepath: 'x' } }, 'argument invalid! miniprogram.appid is emtpy'],
+    [{ miniprogram: { appid: 'wxmini', pagepath: '' } }, 'argument invalid! miniprogram.pagepath is emtpy'],
   ])('answers 47003 for %o', async (patch, message) => {
     emu.state.grantOneTime(APPID, U1, ONE_TIME, 1000);
     const r = await oneTime(patch);

@@ -22,6 +22,11 @@ export type EmulatorBehavior = {
    * @default 'argument-invalid'
    */
   overLengthErrcodes: 'argument-invalid' | 'size-limit';
+  /**
+   * Errcode of `template/subscribe` called with a 订阅通知 template id: the spec cites 40037 (§1.1, "do not mix")
+   * and, elsewhere, an observed 43101 (§2.4). @default 40037
+   */
+  notificationTemplateOnOneTime: 40037 | 43101;
   /** Whether each 订阅通知 accept adds a send (spec §2.1 [UNVERIFIED]); false = at most 1 pending. @default true */
   notificationCreditsStack: boolean;
   /** Consent page's inline JS requires `location.hash === '#wechat_redirect'` (spec §1.2). @default true */
@@ -39,6 +44,7 @@ export type EmulatorBehavior = {
 /** Defaults of {@link EmulatorBehavior}. */
 export const DEFAULT_BEHAVIOR: EmulatorBehavior = {
   overLengthErrcodes: 'argument-invalid',
+  notificationTemplateOnOneTime: 40037,
   notificationCreditsStack: true,
   requireWechatRedirectHash: true,
   fragmentEncoding: 'wechat',

@@ -59,6 +59,7 @@ const clockSchema = z.strictObject({ advanceMs: z.number().int().min(0) });
 const behaviorSchema = z
   .strictObject({
     overLengthErrcodes: z.enum(['argument-invalid', 'size-limit']),
+    notificationTemplateOnOneTime: z.union([z.literal(40037), z.literal(43101)]),
     notificationCreditsStack: z.boolean(),
     requireWechatRedirectHash: z.boolean(),
     fragmentEncoding: z.enum(['wechat', 'preserve']),

@@ -44,7 +44,8 @@ function checkJump(
   if (mp !== undefined && mp !== null) {
     if (!isObject(mp)) return argInvalid(now, 'miniprogram', 'invalid');
     if (typeof mp.appid !== 'string' || mp.appid === '') return argInvalid(now, 'miniprogram.appid', 'empty');
-    if (typeof mp.pagepath !== 'string') return argInvalid(now, 'miniprogram.pagepath', 'empty');
+    if (typeof mp.pagepath !== 'string' || mp.pagepath === '')
+      return argInvalid(now, 'miniprogram.pagepath', 'empty');
     out.miniprogram = { appid: mp.appid, pagepath: mp.pagepath };
   }
   return out;
@@ -72,8 +73,13 @@ export function registerSendRoutes(fastify: FastifyInstance, state: EmulatorStat
     if (!body.ok) return wxError(body.errcode, now);
     const b = body.value;
     const tpl = typeof b.template_id === 'string' ? app.templates.get(b.template_id) : undefined;
-    // A 订阅通知 template id is not interchangeable with the one-time id (spec §1.1 → 40037).
-    if (!tpl || tpl.kind !== 'one-time') return wxError(40037, now);
+    if (!tpl) return wxError(40037, now);
+    // A 订阅通知 template id is not interchangeable with the one-time id: 40037 (spec §1.1), or the 43101 seen in §2.4.
+    if (tpl.kind !== 'one-time') {
+      return state.behavior.notificationTemplateOnOneTime === 43101
+        ? wxError(43101, now, 'user refuse to accept the msg')
+        : wxError(40037, now);
+    }
     const openid = b.touser;
     if (typeof openid !== 'string' || !app.users.has(openid)) return wxError(40003, now);
     const scene = parseScene(b.scene);
