@@ -116,6 +116,11 @@ export const ERROR_CODES = {
     status: 503,
     retryable: true,
   },
+  DELIVERY_RATE_LIMITER_UNAVAILABLE: {
+    message: 'The shared rate limiter (Redis) could not be reached; put back unsent, will be sent later',
+    status: 503,
+    retryable: true,
+  },
 
   // GRANT_: the grant ledger as seen through the REST API
   GRANT_NOT_AVAILABLE: {

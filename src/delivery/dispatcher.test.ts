@@ -434,6 +434,32 @@ describe('dispatcher', () => {
     expect((await store.outbox.countMessages({ appId: APP })).sent).toBe(12);
   });
 
+  it('a failing rate limiter puts messages back unsent; they go once it answers again', async () => {
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await enqueueOneTime(`u${i}`));
+    const { sender, calls } = scripted(() => ({}));
+    let down = true;
+    const inner = createMemoryRateLimiter({ ratePerSecond: 1000 });
+    const limiter = {
+      take: (key: string, now: number) =>
+        down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:6379')) : inner.take(key, now),
+      close: () => inner.close(),
+    };
+    const d = createDispatcher({ store, wechat: () => sender, rateLimiter: limiter, clock }, opts);
+    await d.runOnce();
+    // Nothing was sent or left stranded in `sending` under this instance's lease.
+    expect(calls).toHaveLength(0);
+    expect(await store.outbox.countMessages({ appId: APP })).toMatchObject({ queued: 5, sending: 0 });
+    expect(d.status().counters.rateLimiterErrors).toBe(5);
+    expect(d.status().held).toBe(0);
+    const m = await store.outbox.getMessage(ids[0] as string);
+    expect(m).toMatchObject({ status: 'queued', errorCode: 'DELIVERY_RATE_LIMITER_UNAVAILABLE' });
+    down = false;
+    await drain(d);
+    expect(calls).toHaveLength(5);
+    expect((await store.outbox.countMessages({ appId: APP })).sent).toBe(5);
+  });
+
   it('enqueues campaigns in batches, sends them and marks them done; the background loop drains and stops cleanly', async () => {
     for (let i = 0; i < 30; i++)
       await store.grants.recordOneTime({

@@ -112,6 +112,8 @@ export type DispatcherCounters = {
   leaseLost: number;
   /** Store errors while claiming or recording (each retried). */
   storeErrors: number;
+  /** Messages put back unsent because the rate limiter failed (e.g. Redis unreachable). */
+  rateLimiterErrors: number;
   /** Messages enqueued for campaigns by this instance. */
   campaignEnqueued: number;
 };
@@ -178,6 +180,10 @@ export function kickingStore(store: Store, kick: () => void): Store {
 type Pending = { message: OutboxMessage; outcome: AttemptOutcome };
 
 const silent: DeliveryLogger = { info() {}, warn() {}, error() {} };
+/** How long a message waits after the rate limiter failed before it is claimed again. */
+const LIMITER_RETRY_MS = 1000;
+/** At most one "rate limiter unavailable" warning per this many ms (every message of a batch meets the same outage). */
+const LIMITER_WARN_EVERY_MS = 10_000;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -248,8 +254,10 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
     retried: 0,
     leaseLost: 0,
     storeErrors: 0,
+    rateLimiterErrors: 0,
     campaignEnqueued: 0,
   };
+  let limiterWarnedAt = -Infinity;
   const held = new Map<string, OutboxMessage>();
   const paused = new Map<string, { until: number; reason: string }>();
   let pausedFetchedAt = -Infinity;
@@ -530,10 +538,32 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       );
       return;
     }
-    if (
-      signal.aborted ||
-      (limiter !== undefined && !(await acquire(limiter, m.appId, () => clock.now(), signal)))
-    ) {
+    let admitted: boolean;
+    try {
+      admitted =
+        !signal.aborted &&
+        (limiter === undefined || (await acquire(limiter, m.appId, () => clock.now(), signal)));
+    } catch (err) {
+      // A limiter that cannot answer (Redis down) must not strand the message in `sending` under our lease: put it
+      // back unsent, a little later, rather than send past a limit other instances may be counting on.
+      counters.rateLimiterErrors++;
+      const now = clock.now();
+      if (now - limiterWarnedAt >= LIMITER_WARN_EVERY_MS) {
+        limiterWarnedAt = now;
+        log.warn({ err, appId: m.appId }, 'rate limiter unavailable: putting messages back unsent');
+      }
+      record(
+        m,
+        putBack(
+          m,
+          now + LIMITER_RETRY_MS,
+          'DELIVERY_RATE_LIMITER_UNAVAILABLE',
+          'the rate limiter could not be reached; will be sent later',
+        ),
+      );
+      return;
+    }
+    if (!admitted) {
       record(m, putBack(m, clock.now(), 'DELIVERY_RELEASED', 'released unsent by a stopping dispatcher'));
       return;
     }
