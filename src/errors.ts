@@ -155,6 +155,11 @@ export const ERROR_CODES = {
     status: 429,
     retryable: true,
   },
+  WX_TOKEN_UNAVAILABLE: {
+    message: 'No access token could be had, so the call was not sent (see cause)',
+    status: 503,
+    retryable: true,
+  },
   WX_TOKEN_LEASE_TIMEOUT: {
     message: 'Timed out waiting for another process to refresh the access token',
     status: 503,

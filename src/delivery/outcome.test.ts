@@ -1,6 +1,7 @@
 // Unit tests of the retry policy: every row of the errcode table, for both message kinds.
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../errors.js';
+import { WeChatApiError, WeChatTokenUnavailableError } from '../wechat/errors.js';
 import { backoffDelay } from './backoff.js';
 import {
   MAY_HAVE_LEFT,
@@ -268,6 +269,24 @@ describe('classifyAttempt', () => {
       classifyAttempt(notification, { ok: false, error: new AppError('WX_TOKEN_LEASE_TIMEOUT') }, ctx())
         .outcome.status,
     ).toBe('retry');
+    // A token that could not be had (even a token endpoint's -1 or a store outage) means the send never left.
+    const noToken = new WeChatTokenUnavailableError({
+      site: { method: 'POST', path: '/cgi-bin/message/subscribe/bizsend' },
+      cause: new WeChatApiError({
+        errcode: -1,
+        errmsg: 'system error',
+        raw: {},
+        site: { method: 'POST', path: '/cgi-bin/stable_token' },
+      }),
+    });
+    expect(classifyAttempt(notification, { ok: false, error: noToken }, ctx()).outcome).toMatchObject({
+      status: 'retry',
+      errorCode: 'DELIVERY_TRANSPORT',
+    });
+    expect(classifyAttempt(oneTime, { ok: false, error: noToken }, ctx()).outcome).toMatchObject({
+      status: 'retry',
+      errorCode: 'DELIVERY_TRANSPORT',
+    });
     expect(classifyAttempt(notification, { ok: false, error: new Error('boom') }, ctx()).outcome.status).toBe(
       'unknown',
     );

@@ -4,7 +4,13 @@ import { createEmulator, type Emulator } from '../emulator/index.js';
 import { isAppError } from '../errors.js';
 import { ManualClock } from '../util/clock.js';
 import { createWeChatClient, type WeChatClient, type WeChatClientOptions } from './client.js';
-import { isWeChatApiError, isWeChatTransportError, WeChatApiError } from './errors.js';
+import {
+  isWeChatApiError,
+  isWeChatTokenUnavailableError,
+  isWeChatTransportError,
+  requestMayHaveTakenEffect,
+  WeChatApiError,
+} from './errors.js';
 import { signJsSdk } from './jssdk.js';
 import { createMemoryTokenStore } from './token-stores/memory.js';
 import type { TokenStore } from './token-store.js';
@@ -241,6 +247,37 @@ describe('sends', () => {
     expect(err).toMatchObject({ requestMayHaveLeft: true });
     expect(emu.state.inbox(APPID, OPENID)).toHaveLength(1);
     expect(emu.state.counters(APPID).calls['/cgi-bin/message/template/subscribe']).toBe(1);
+  });
+
+  it('a send whose token could not be had never left, whatever the token endpoint did', async () => {
+    const send = (wx: WeChatClient) =>
+      wx
+        .sendOneTime({
+          touser: OPENID,
+          template_id: ONE_TIME,
+          scene: 2,
+          title: 't',
+          data: { content: { value: 'c' } },
+        })
+        .catch((e: unknown) => e);
+    emu.state.grantOneTime(APPID, OPENID, ONE_TIME, 2);
+    // The token request's connection drops after WeChat processed it: that request "may have left", the send did not.
+    emu.state.setFaults({ path: '/cgi-bin/stable_token', drop: 1, dropAfterProcessing: true });
+    const dropped = await send(client({ retries: { max: 0 } }));
+    expect(isWeChatTokenUnavailableError(dropped)).toBe(true);
+    expect(dropped).toMatchObject({ code: 'WX_TOKEN_UNAVAILABLE', requestMayHaveLeft: false });
+    expect(requestMayHaveTakenEffect(dropped)).toBe(false);
+    expect(isWeChatTransportError((dropped as Error).cause)).toBe(true);
+    // The token endpoint's own -1 is not the send's -1 (which would leave the send's outcome unknown).
+    emu.state.setFaults({ path: '/cgi-bin/stable_token', errcodes: { '-1': 1 } });
+    const busy = await send(client({ retries: { max: 0 } }, createMemoryTokenStore()));
+    expect(busy).toMatchObject({
+      code: 'WX_TOKEN_UNAVAILABLE',
+      requestMayHaveLeft: false,
+      details: { errcode: -1 },
+    });
+    expect(emu.state.counters(APPID).calls['/cgi-bin/message/template/subscribe']).toBeUndefined();
+    expect(emu.state.hasOneTimeGrant(APPID, OPENID, ONE_TIME, 2)).toBe(true);
   });
 
   it('retries -1 on calls that are safe to repeat', async () => {

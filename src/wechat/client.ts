@@ -3,7 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { systemClock, type Clock } from '../util/clock.js';
 import { TOKEN_INVALID_ERRCODES } from './errcodes.js';
-import { WeChatApiError, WeChatBadResponseError, WeChatInvalidArgumentError } from './errors.js';
+import {
+  WeChatApiError,
+  WeChatBadResponseError,
+  WeChatInvalidArgumentError,
+  WeChatTokenUnavailableError,
+} from './errors.js';
 import { createHttp, fetchTransport, undiciTransport, type CallSpec, type RetryOptions } from './http.js';
 import { checkPageUrl, signJsSdk, type JsSdkConfig } from './jssdk.js';
 import { buildOAuthAuthorizeUrl, readOAuthToken, type OAuthScope, type OAuthTokenResult } from './oauth.js';
@@ -237,15 +242,26 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
 
   /** Calls with `?access_token=`; on 40001/40014/42001 invalidates that token (if still current), refreshes and retries once. */
   async function withToken(spec: CallSpec): Promise<{ reply: Record<string, unknown>; token: AccessToken }> {
-    const first = broker.peek() ?? (await broker.getToken());
+    // Whatever fails while getting the token (even an errcode of the token endpoint, such as its own -1 or 45009)
+    // says nothing about the call itself, which never left: report it as such, not as the call's own outcome.
+    const token = async (get: () => Promise<AccessToken>): Promise<AccessToken> => {
+      try {
+        return await get();
+      } catch (cause) {
+        throw new WeChatTokenUnavailableError({ site: { method: spec.method, path: spec.path }, cause });
+      }
+    };
+    const first = broker.peek() ?? (await token(() => broker.getToken()));
     spec.accessToken = first.value;
     try {
       return { reply: await http.call(spec), token: first };
     } catch (err) {
       if (!(err instanceof WeChatApiError) || !TOKEN_INVALID_ERRCODES.has(err.errcode)) throw err;
       // The reply proves the request was not executed, so repeating it (also a send) is safe.
-      await broker.invalidateToken(first.value);
-      const second = await broker.getToken();
+      const second = await token(async () => {
+        await broker.invalidateToken(first.value);
+        return broker.getToken();
+      });
       spec.accessToken = second.value;
       return { reply: await http.call(spec), token: second };
     }

@@ -137,6 +137,29 @@ export class WeChatBadResponseError extends AppError {
   }
 }
 
+/**
+ * Getting the access token for a call failed (token endpoint unreachable or refusing, token store down, a lease
+ * wait that timed out), so the call itself was never sent: `requestMayHaveLeft` is always false, and repeating it
+ * is safe. `cause` is the original error; `details.errcode` is set when the token endpoint answered with one.
+ */
+export class WeChatTokenUnavailableError extends AppError {
+  /** Always false: the call needing the token never left. */
+  readonly requestMayHaveLeft = false;
+  constructor(input: { site: CallSite; cause: unknown }) {
+    const c = input.cause;
+    const why = c instanceof Error ? c.message : String(c);
+    const details: Record<string, unknown> = { path: input.site.path };
+    if (c instanceof AppError) details.causeCode = c.code;
+    if (c instanceof WeChatApiError) details.errcode = c.errcode;
+    super('WX_TOKEN_UNAVAILABLE', {
+      cause: c,
+      message: redact(`No access token for ${input.site.method} ${input.site.path}; not sent: ${why}`),
+      details,
+    });
+    this.name = 'WeChatTokenUnavailableError';
+  }
+}
+
 /** A call was rejected locally before anything was sent (bad argument). `field` names what is wrong. */
 export class WeChatInvalidArgumentError extends AppError {
   /** The offending field, e.g. `title` or `data.thing1.value`. */
@@ -166,6 +189,10 @@ export function isWeChatTimeoutError(err: unknown): err is WeChatTimeoutError {
 /** True for {@link WeChatBadResponseError}. */
 export function isWeChatBadResponseError(err: unknown): err is WeChatBadResponseError {
   return err instanceof WeChatBadResponseError;
+}
+/** True for {@link WeChatTokenUnavailableError}. */
+export function isWeChatTokenUnavailableError(err: unknown): err is WeChatTokenUnavailableError {
+  return err instanceof WeChatTokenUnavailableError;
 }
 /** True for {@link WeChatInvalidArgumentError}. */
 export function isWeChatInvalidArgumentError(err: unknown): err is WeChatInvalidArgumentError {

@@ -37,6 +37,7 @@ export {
   isWeChatBadResponseError,
   isWeChatInvalidArgumentError,
   isWeChatTimeoutError,
+  isWeChatTokenUnavailableError,
   isWeChatTransportError,
   parseRid,
   requestMayHaveTakenEffect,
@@ -44,6 +45,7 @@ export {
   WeChatBadResponseError,
   WeChatInvalidArgumentError,
   WeChatTimeoutError,
+  WeChatTokenUnavailableError,
   WeChatTransportError,
 } from './errors.js';
 export { fetchTransport, undiciTransport, WECHAT_HOSTS } from './http.js';
