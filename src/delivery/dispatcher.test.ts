@@ -460,6 +460,45 @@ describe('dispatcher', () => {
     expect((await store.outbox.countMessages({ appId: APP })).sent).toBe(5);
   });
 
+  it('a message whose lease ran out while this instance still held it is not delivered a second time', async () => {
+    await enqueueOneTime('u1');
+    let sends = 0;
+    let letSendFinish!: () => void;
+    const sendGate = new Promise<void>((r) => (letSendFinish = r));
+    const sender: DeliverySender = {
+      async sendOneTime() {
+        if (sends++ === 0) await sendGate;
+        return {};
+      },
+      sendNotification: () => Promise.resolve({}),
+    };
+    let letTokenCome!: () => void;
+    const tokenGate = new Promise<void>((r) => (letTokenCome = r));
+    let takes = 0;
+    // The first token is slow to come (a busy shared limiter): long enough for the message's lease to run out.
+    const limiter = {
+      take: async () => {
+        if (takes++ === 0) await tokenGate;
+        return 0;
+      },
+      close: async () => {},
+    };
+    const d = createDispatcher({ store, wechat: () => sender, rateLimiter: limiter, clock }, opts);
+    const tick = () => new Promise((r) => setTimeout(r, 1));
+    const first = d.runOnce();
+    for (let i = 0; i < 100 && takes === 0; i++) await tick();
+    clock.advance(opts.leaseMs + 1);
+    // The next cycle meets the expired lease, its own, while the first delivery still waits for its token.
+    const second = d.runOnce();
+    for (let i = 0; i < 20; i++) await tick();
+    letTokenCome();
+    for (let i = 0; i < 20; i++) await tick();
+    letSendFinish();
+    await Promise.all([first, second]);
+    expect(sends).toBe(1);
+    expect(await store.outbox.countMessages({ appId: APP })).toMatchObject({ sent: 1, sending: 0 });
+  });
+
   it('enqueues campaigns in batches, sends them and marks them done; the background loop drains and stops cleanly', async () => {
     for (let i = 0; i < 30; i++)
       await store.grants.recordOneTime({

@@ -658,13 +658,18 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       now,
     };
     if (excludeAppIds.length > 0) input.excludeAppIds = excludeAppIds;
-    const batch = await store.outbox.claim(input);
-    counters.claimed += batch.length;
-    for (const m of batch) {
+    const claimed = await store.outbox.claim(input);
+    counters.claimed += claimed.length;
+    lastClaimEmpty = claimed.length === 0;
+    const batch: OutboxMessage[] = [];
+    for (const m of claimed) {
+      // Our own lease ran out (the store was unreachable to extend it) and this claim took it back: the delivery
+      // that holds it is still under way, and starting a second one could send the message twice.
+      if (held.has(m.id)) continue;
       held.set(m.id, m);
+      batch.push(m);
       if (m.campaignId !== null) finishing.add(m.campaignId);
     }
-    lastClaimEmpty = batch.length === 0;
     return batch;
   }
 

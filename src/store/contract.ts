@@ -733,6 +733,19 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         ).toEqual([true, true]);
       });
 
+      it('markAttemptStarted refuses an owner whose lease ran out, even before anyone else claims', async () => {
+        const [m] = await seed(1, 'x');
+        await store.outbox.claim({ owner: 'w1', limit: 1, leaseMs: 10_000, now: T0 });
+        // Its lease timer could not reach the store: by now another instance may claim and send it.
+        expect(
+          await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'w1', now: T0 + 10_000 }),
+        ).toEqual([false]);
+        expect(await store.outbox.getMessage(m?.id ?? '')).toMatchObject({ attemptStartedAt: null });
+        expect(
+          await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'w1', now: T0 + 9_999 }),
+        ).toEqual([true]);
+      });
+
       it('markAttemptStarted marks only the owner’s sending messages, in one call for a group', async () => {
         const ms = await seed(4, 's');
         const ids = ms.map((m) => m.id);

@@ -332,7 +332,8 @@ export interface OutboxRepo {
   }): Promise<boolean[]>;
   /**
    * Marks the current attempt of claimed messages as started, right before their requests go to WeChat: ONE
-   * statement for the whole group. Only messages still `sending` under `owner`'s lease are marked; returns, per
+   * statement for the whole group. Only messages still `sending` under `owner`'s unexpired lease (`leaseUntil` >
+   * `now`: past it another instance may claim and send the message) are marked; returns, per
    * id in order, whether it was (false = the lease was lost: do not send). From now on an expired lease makes the
    * message `unknown` (notification) or a 'DELIVERY_MAY_HAVE_LEFT' retry (one-time) instead of a plain re-claim.
    */

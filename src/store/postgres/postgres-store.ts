@@ -614,6 +614,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       const rows = await q(
         pool,
         `UPDATE messages SET attempt_started_at = $1 WHERE id = ANY($2::text[]) AND lease_owner = $3 AND status = 'sending'
+           AND lease_until > $1
          RETURNING id`,
         [i.now, i.ids, i.owner],
       );

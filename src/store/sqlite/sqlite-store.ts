@@ -776,8 +776,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       if (i.ids.length === 0) return [];
       const rows = q(
         `UPDATE messages SET attempt_started_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ? AND status = 'sending'
+           AND lease_until > ?
          RETURNING id`,
-      ).all(i.now, json(i.ids), i.owner);
+      ).all(i.now, json(i.ids), i.owner, i.now);
       if (rows.length === i.ids.length) return i.ids.map(() => true);
       const marked = new Set(rows.map((r) => String(r.id)));
       return i.ids.map((id) => marked.has(id));
