@@ -583,10 +583,11 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
     }
     const started = await startAttempt(m);
     if (started === 'lost') {
-      // Another instance took the message over after our lease ran out: it is theirs to send.
+      // Another instance took the message over after our lease ran out (it is theirs to send), or its campaign
+      // was cancelled before the attempt started.
       held.delete(m.id);
       counters.leaseLost++;
-      log.warn({ id: m.id }, 'lease lost before sending');
+      log.warn({ id: m.id }, 'lease lost (or campaign cancelled) before sending');
       notifyCapacity();
       return;
     }

@@ -104,6 +104,21 @@ export function grantEffect(outcome: AttemptOutcome): GrantEffect {
   }
 }
 
+/** The error code of a retry after an attempt that may have reached WeChat (see delivery/outcome.ts). */
+export const MAY_HAVE_LEFT_CODE = 'DELIVERY_MAY_HAVE_LEFT';
+/** The error code of a message whose outcome cannot be known and which is never resent. */
+export const OUTCOME_UNKNOWN_CODE = 'DELIVERY_OUTCOME_UNKNOWN';
+
+/**
+ * The grant effect of a recorded outcome, given the status the row ended in. A retry (no effect of its own) of a
+ * message whose campaign was cancelled meanwhile ends the message: `cancelled` gives the grant or credit back,
+ * `unknown` (an earlier attempt may have reached WeChat) spends it.
+ */
+export function settledEffect(effect: GrantEffect, endedIn: string): GrantEffect {
+  if (effect !== 'none') return effect;
+  return endedIn === 'cancelled' ? 'release' : endedIn === 'unknown' ? 'consume' : 'none';
+}
+
 /** Column values a completed attempt writes to the message row. */
 export type CompletionColumns = {
   status: MessageStatus;

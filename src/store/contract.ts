@@ -1021,7 +1021,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(scenes).toEqual(['a:2', 'b:3']);
       });
 
-      it('cancels: queued messages cancelled, grants and credits back to available', async () => {
+      it('cancels: queued and claimed-but-unstarted messages cancelled, grants and credits back to available', async () => {
         for (let i = 0; i < 3; i++) await grant(`k${i}`, 1);
         const c = await store.outbox.createCampaign({
           appId: APP,
@@ -1033,16 +1033,42 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           now: T0,
         });
         await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
-        const [first] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 });
+        const [first, second] = await store.outbox.claim({ owner: 'w', limit: 2, leaseMs: 1000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [first?.id ?? ''], owner: 'w', now: T0 });
+        // Only the attempt already on its way to WeChat stays; the claimed one that has not started goes too.
         expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(2);
         const got = await store.outbox.getCampaign(c.id);
         expect(got).toMatchObject({ status: 'cancelled', stats: { total: 3, cancelled: 2, sending: 1 } });
         const states = await Promise.all([0, 1, 2].map((i) => getGrant(`k${i}`, 1)));
         expect(states.filter((g) => g?.state === 'available')).toHaveLength(2);
+        const grantOf = async (m: OutboxMessage | undefined) =>
+          (await store.grants.get({ appId: APP, openid: m?.openid ?? '', templateId: TPL, scene: 1 }))?.state;
+        expect(await grantOf(first)).toBe('reserved');
         expect(
-          (await store.grants.get({ appId: APP, openid: first?.openid ?? '', templateId: TPL, scene: 1 }))
-            ?.state,
-        ).toBe('reserved');
+          await store.outbox.markAttemptStarted({ ids: [second?.id ?? ''], owner: 'w', now: T0 + 2 }),
+        ).toEqual([false]);
+        // The attempt in flight comes back with a retry: it is not queued again but cancelled, its grant back.
+        expect(
+          await store.outbox.complete({
+            id: first?.id ?? '',
+            owner: 'w',
+            outcome: {
+              status: 'retry',
+              nextAttemptAt: T0 + 5,
+              errorCode: 'DELIVERY_WECHAT_BUSY',
+              errorMessage: '-1',
+            },
+            now: T0 + 3,
+          }),
+        ).toBe(true);
+        expect(await store.outbox.getMessage(first?.id ?? '')).toMatchObject({ status: 'cancelled' });
+        expect(await grantOf(first)).toBe('available');
+        expect((await store.outbox.getCampaign(c.id))?.stats).toMatchObject({
+          cancelled: 3,
+          sending: 0,
+          queued: 0,
+        });
+        expect(await store.outbox.claim({ owner: 'w2', limit: 10, leaseMs: 1000, now: T0 + 10 })).toEqual([]);
         expect(await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 })).toBe(0);
 
         await store.grants.addNotificationCredits({
@@ -1087,6 +1113,41 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(
           await store.grants.getNotificationCredit({ appId: APP, openid: 'n2', templateId: NTPL }),
         ).toMatchObject({ available: 0, reserved: 0, longTerm: true });
+      });
+
+      it('a cancelled campaign’s retry after an attempt that may have reached WeChat ends unknown, its grant spent', async () => {
+        await grant('m0', 1);
+        const c = await store.outbox.createCampaign({
+          appId: APP,
+          name: 'm',
+          kind: 'one-time',
+          templateId: TPL,
+          sceneFilter: null,
+          payload: oneTimePayload,
+          now: T0,
+        });
+        await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
+        const [m] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'w', now: T0 });
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(0);
+        const outcome = {
+          status: 'retry' as const,
+          nextAttemptAt: T0 + 5,
+          errorCode: 'DELIVERY_MAY_HAVE_LEFT',
+          errorMessage: 'timed out after the request left',
+        };
+        expect(
+          await store.outbox.completeMany?.({
+            owner: 'w',
+            items: [{ id: m?.id ?? '', outcome }],
+            now: T0 + 2,
+          }),
+        ).toEqual([true]);
+        expect(await store.outbox.getMessage(m?.id ?? '')).toMatchObject({
+          status: 'unknown',
+          errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
+        });
+        expect((await getGrant('m0', 1))?.state).toBe('consumed');
       });
     });
 

@@ -368,7 +368,12 @@ export interface OutboxRepo {
   enqueueCampaignBatch(input: { campaignId: string; batchSize: number; now: number }): Promise<number>;
   /** A campaign with its counters. */
   getCampaign(id: string): Promise<(Campaign & { stats: CampaignStats }) | null>;
-  /** Cancels: queued messages → cancelled and their grants/credits back to available. Returns how many. */
+  /**
+   * Cancels: queued messages, and claimed ones whose attempt has not started, → cancelled with their grants/credits
+   * back to available; returns how many. An attempt already under way ends as it ends, except that a retry of it
+   * ({@link OutboxRepo.complete}) is not queued again: `cancelled` (grant back), or `unknown` (grant spent) when
+   * an earlier attempt may have reached WeChat.
+   */
   cancelCampaign(input: { id: string; now: number }): Promise<number>;
   /** Campaigns still `enqueuing` (so a restarted instance finishes enqueuing them). */
   listEnqueuingCampaigns(): Promise<Campaign[]>;

@@ -6,6 +6,8 @@ import type { Clock } from '../../util/clock.js';
 import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
+  MAY_HAVE_LEFT_CODE,
+  OUTCOME_UNKNOWN_CODE,
   completionRow,
   createIdGenerator,
   decodeCursor,
@@ -424,13 +426,23 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   const completeSql = `WITH input AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
         AS t(id, status, next_attempt_at, last_errcode, error_code, error_message, msgid, sent_at, effect)),
+    cancelled AS (SELECT id FROM campaigns WHERE status = 'cancelled'),
     m AS (
-      UPDATE messages SET status = i.status, next_attempt_at = COALESCE(i.next_attempt_at, messages.next_attempt_at),
-        lease_owner = NULL, lease_until = NULL, last_errcode = i.last_errcode, error_code = i.error_code, error_message = i.error_message,
+      UPDATE messages SET
+        status = CASE WHEN i.status = 'queued' AND messages.campaign_id IN (SELECT id FROM cancelled)
+          THEN CASE WHEN i.error_code = '${MAY_HAVE_LEFT_CODE}' THEN 'unknown' ELSE 'cancelled' END ELSE i.status END,
+        next_attempt_at = COALESCE(i.next_attempt_at, messages.next_attempt_at),
+        lease_owner = NULL, lease_until = NULL, last_errcode = i.last_errcode,
+        error_code = CASE WHEN i.status = 'queued' AND i.error_code = '${MAY_HAVE_LEFT_CODE}'
+            AND messages.campaign_id IN (SELECT id FROM cancelled)
+          THEN '${OUTCOME_UNKNOWN_CODE}' ELSE i.error_code END,
+        error_message = i.error_message,
         msgid = COALESCE(i.msgid, messages.msgid), sent_at = COALESCE(i.sent_at, messages.sent_at), updated_at = $11
       FROM input i WHERE messages.id = i.id AND messages.status = 'sending' AND messages.lease_owner = $10
-      RETURNING messages.id, i.effect, messages.kind, messages.grant_id, messages.credit_reserved, messages.app_id, messages.openid,
-        messages.template_id),
+      RETURNING messages.id,
+        CASE WHEN i.effect <> 'none' THEN i.effect WHEN messages.status = 'cancelled' THEN 'release'
+          WHEN messages.status = 'unknown' THEN 'consume' ELSE 'none' END AS effect,
+        messages.kind, messages.grant_id, messages.credit_reserved, messages.app_id, messages.openid, messages.template_id),
     g AS (
       UPDATE grants SET state = CASE m.effect WHEN 'consume' THEN 'consumed' WHEN 'release' THEN 'available' ELSE 'revoked' END,
         closed_at = CASE WHEN m.effect = 'release' THEN grants.closed_at ELSE $11 END, updated_at = $11
@@ -715,7 +727,8 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
           c,
           `WITH c AS (
              UPDATE messages SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $2
-             WHERE campaign_id = $1 AND status = 'queued' RETURNING grant_id, credit_reserved, app_id, openid, template_id),
+             WHERE campaign_id = $1 AND (status = 'queued' OR (status = 'sending' AND attempt_started_at IS NULL))
+             RETURNING grant_id, credit_reserved, app_id, openid, template_id),
            g AS (UPDATE grants SET state = 'available', updated_at = $2
                  WHERE id IN (SELECT grant_id FROM c WHERE grant_id IS NOT NULL) AND state = 'reserved' RETURNING 1),
            n AS (UPDATE notification_credits nc SET available = nc.available + x.n, reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $2

@@ -7,7 +7,8 @@ import type { Clock } from '../../util/clock.js';
 import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
-  completionColumns,
+  MAY_HAVE_LEFT_CODE,
+  OUTCOME_UNKNOWN_CODE,
   completionRow,
   createIdGenerator,
   decodeCursor,
@@ -15,6 +16,7 @@ import {
   encodeCursor,
   grantEffect,
   pageLimit,
+  settledEffect,
   toCampaign,
   toCredit,
   toGrant,
@@ -542,68 +544,57 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     moveGrants(effect, [String(r.grant_id)], now);
   };
 
-  const completeOne = (i: { id: string; owner: string; outcome: AttemptOutcome; now: number }): boolean => {
-    const c = completionColumns(i.outcome, i.now);
-    const r = q(
-      `UPDATE messages SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), lease_owner = NULL, lease_until = NULL,
-         last_errcode = ?, error_code = ?, error_message = ?, msgid = COALESCE(?, msgid), sent_at = COALESCE(?, sent_at), updated_at = ?
-       WHERE id = ? AND status = 'sending' AND lease_owner = ?
-       RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
-    ).get(
-      c.status,
-      c.nextAttemptAt,
-      c.lastErrcode,
-      c.errorCode,
-      c.errorMessage,
-      c.msgid,
-      c.sentAt,
-      i.now,
-      i.id,
-      i.owner,
-    );
-    if (r === undefined) return false;
-    applyGrantEffect(r, grantEffect(i.outcome), i.now);
-    return true;
-  };
-  const complete = tx(completeOne);
   // A group of outcomes in one UPDATE … FROM json_each (and one UPDATE per grant effect), instead of two statements
   // per message: each row still costs its B-tree work, but no longer a statement's fixed cost of its own.
-  const completeGroupSql = `UPDATE messages SET status = i.value ->> 1, next_attempt_at = COALESCE(i.value ->> 2, messages.next_attempt_at),
-       lease_owner = NULL, lease_until = NULL, last_errcode = i.value ->> 3, error_code = i.value ->> 4,
+  // A retry of a message whose campaign was cancelled meanwhile goes no further: `cancelled` with its grant back, or
+  // `unknown` with it spent when an earlier attempt may have reached WeChat (settledEffect in common.ts).
+  const completeGroupSql = `UPDATE messages SET
+       status = CASE WHEN i.value ->> 1 = 'queued' AND messages.campaign_id IN (SELECT id FROM campaigns WHERE status = 'cancelled')
+         THEN CASE WHEN i.value ->> 4 = '${MAY_HAVE_LEFT_CODE}' THEN 'unknown' ELSE 'cancelled' END ELSE i.value ->> 1 END,
+       next_attempt_at = COALESCE(i.value ->> 2, messages.next_attempt_at),
+       lease_owner = NULL, lease_until = NULL, last_errcode = i.value ->> 3,
+       error_code = CASE WHEN i.value ->> 1 = 'queued' AND i.value ->> 4 = '${MAY_HAVE_LEFT_CODE}'
+           AND messages.campaign_id IN (SELECT id FROM campaigns WHERE status = 'cancelled')
+         THEN '${OUTCOME_UNKNOWN_CODE}' ELSE i.value ->> 4 END,
        error_message = i.value ->> 5, msgid = COALESCE(i.value ->> 6, messages.msgid),
        sent_at = COALESCE(i.value ->> 7, messages.sent_at), updated_at = ?
      FROM json_each(?) AS i
      WHERE messages.id = i.value ->> 0 AND messages.status = 'sending' AND messages.lease_owner = ?
-     RETURNING messages.id, kind, grant_id, credit_reserved, app_id, openid, template_id`;
+     RETURNING messages.id, messages.status, kind, grant_id, credit_reserved, app_id, openid, template_id`;
+  /** Records outcomes of distinct messages; returns the ids recorded (the others' leases were lost). */
+  const completeRows = (
+    owner: string,
+    items: { id: string; outcome: AttemptOutcome }[],
+    now: number,
+  ): Set<string> => {
+    const effects = new Map<string, GrantEffect>();
+    const rows = items.map((it) => {
+      effects.set(it.id, grantEffect(it.outcome));
+      return completionRow(it.id, it.outcome, now);
+    });
+    const done = q(completeGroupSql).all(now, json(rows), owner);
+    const grantIds: Record<Exclude<GrantEffect, 'none'>, string[]> = { consume: [], release: [], revoke: [] };
+    const completed = new Set<string>();
+    for (const r of done) {
+      const id = String(r.id);
+      completed.add(id);
+      const effect = settledEffect(effects.get(id) ?? 'none', String(r.status));
+      if (effect === 'none') continue;
+      if (r.kind === 'notification') applyCreditEffect(r, effect, now);
+      else if (r.grant_id !== null && r.grant_id !== undefined) grantIds[effect].push(String(r.grant_id));
+    }
+    for (const effect of ['consume', 'release', 'revoke'] as const) moveGrants(effect, grantIds[effect], now);
+    return completed;
+  };
+  const complete = tx((i: { id: string; owner: string; outcome: AttemptOutcome; now: number }): boolean =>
+    completeRows(i.owner, [{ id: i.id, outcome: i.outcome }], i.now).has(i.id),
+  );
   const completeMany = tx(
     (i: { owner: string; items: { id: string; outcome: AttemptOutcome }[]; now: number }): boolean[] => {
-      const effects = new Map<string, GrantEffect>();
-      const rows = i.items.map((it) => {
-        effects.set(it.id, grantEffect(it.outcome));
-        return completionRow(it.id, it.outcome, i.now);
-      });
-      // One id twice in a group would be joined once: keep such a (never expected) group on the per-row path.
-      if (effects.size !== i.items.length)
-        return i.items.map((it) =>
-          completeOne({ id: it.id, owner: i.owner, outcome: it.outcome, now: i.now }),
-        );
-      const done = q(completeGroupSql).all(i.now, json(rows), i.owner);
-      const grantIds: Record<Exclude<GrantEffect, 'none'>, string[]> = {
-        consume: [],
-        release: [],
-        revoke: [],
-      };
-      const completed = new Set<string>();
-      for (const r of done) {
-        const id = String(r.id);
-        completed.add(id);
-        const effect = effects.get(id) ?? 'none';
-        if (effect === 'none') continue;
-        if (r.kind === 'notification') applyCreditEffect(r, effect, i.now);
-        else if (r.grant_id !== null && r.grant_id !== undefined) grantIds[effect].push(String(r.grant_id));
-      }
-      for (const effect of ['consume', 'release', 'revoke'] as const)
-        moveGrants(effect, grantIds[effect], i.now);
+      // One id twice in a group would be joined once: record such a (never expected) group one item at a time.
+      if (new Set(i.items.map((it) => it.id)).size !== i.items.length)
+        return i.items.map((it) => completeRows(i.owner, [it], i.now).has(it.id));
+      const completed = completeRows(i.owner, i.items, i.now);
       return i.items.map((it) => completed.has(it.id));
     },
   );
@@ -753,7 +744,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     ).run(i.now, i.id);
     const rows = q(
       `UPDATE messages SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = ?
-       WHERE campaign_id = ? AND status = 'queued' RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
+       WHERE campaign_id = ? AND (status = 'queued' OR (status = 'sending' AND attempt_started_at IS NULL))
+       RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
     ).all(i.now, i.id);
     for (const r of rows) applyGrantEffect(r, 'release', i.now);
     return rows.length;
