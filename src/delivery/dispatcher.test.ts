@@ -453,7 +453,12 @@ describe('dispatcher', () => {
     expect(d.status().counters.rateLimiterErrors).toBe(5);
     expect(d.status().held).toBe(0);
     const m = await store.outbox.getMessage(ids[0] as string);
-    expect(m).toMatchObject({ status: 'queued', errorCode: 'DELIVERY_RATE_LIMITER_UNAVAILABLE' });
+    // Nothing left, so no attempt is used up.
+    expect(m).toMatchObject({
+      status: 'queued',
+      errorCode: 'DELIVERY_RATE_LIMITER_UNAVAILABLE',
+      attempts: 0,
+    });
     down = false;
     await drain(d);
     expect(calls).toHaveLength(5);

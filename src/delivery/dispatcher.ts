@@ -471,6 +471,9 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       nextAttemptAt,
       errorCode: m.errorCode === MAY_HAVE_LEFT ? MAY_HAVE_LEFT : errorCode,
       errorMessage,
+      // Nothing was sent: the claim's attempt count goes back, so pauses, restarts and outages do not use up
+      // attempts (nor lengthen the backoff) of a message WeChat never saw.
+      unsent: true,
     };
     if (m.lastErrcode !== null) outcome.lastErrcode = m.lastErrcode;
     return outcome;

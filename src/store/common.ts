@@ -119,6 +119,11 @@ export function settledEffect(effect: GrantEffect, endedIn: string): GrantEffect
   return endedIn === 'cancelled' ? 'release' : endedIn === 'unknown' ? 'consume' : 'none';
 }
 
+/** 1 when a retry outcome gives back the attempt its claim counted (the attempt never started), else 0. */
+export function attemptsGivenBack(outcome: AttemptOutcome): number {
+  return outcome.status === 'retry' && outcome.unsent === true ? 1 : 0;
+}
+
 /** Column values a completed attempt writes to the message row. */
 export type CompletionColumns = {
   status: MessageStatus;

@@ -733,6 +733,34 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         ).toEqual([true, true]);
       });
 
+      it('a retry put back unsent gives back the attempt its claim counted; a retry after a send does not', async () => {
+        const [a, b] = await seed(2, 'r');
+        await store.outbox.claim({ owner: 'w1', limit: 2, leaseMs: 10_000, now: T0 });
+        const retry = { status: 'retry' as const, nextAttemptAt: T0, errorCode: 'X', errorMessage: 'x' };
+        expect(
+          await store.outbox.completeMany?.({
+            owner: 'w1',
+            now: T0 + 1,
+            items: [
+              { id: a?.id ?? '', outcome: { ...retry, unsent: true } },
+              { id: b?.id ?? '', outcome: retry },
+            ],
+          }),
+        ).toEqual([true, true]);
+        expect(await store.outbox.getMessage(a?.id ?? '')).toMatchObject({ status: 'queued', attempts: 0 });
+        expect(await store.outbox.getMessage(b?.id ?? '')).toMatchObject({ status: 'queued', attempts: 1 });
+        await store.outbox.claim({ owner: 'w1', limit: 1, leaseMs: 10_000, now: T0 + 2 });
+        expect(
+          await store.outbox.complete({
+            id: a?.id ?? '',
+            owner: 'w1',
+            outcome: { ...retry, unsent: true },
+            now: T0 + 3,
+          }),
+        ).toBe(true);
+        expect(await store.outbox.getMessage(a?.id ?? '')).toMatchObject({ attempts: 0 });
+      });
+
       it('markAttemptStarted refuses an owner whose lease ran out, even before anyone else claims', async () => {
         const [m] = await seed(1, 'x');
         await store.outbox.claim({ owner: 'w1', limit: 1, leaseMs: 10_000, now: T0 });

@@ -151,7 +151,15 @@ export type AttemptOutcome =
       errorMessage: string;
     }
   | { status: 'unknown'; lastErrcode?: number; errorCode: string; errorMessage: string }
-  | { status: 'retry'; nextAttemptAt: number; lastErrcode?: number; errorCode: string; errorMessage: string };
+  | {
+      status: 'retry';
+      nextAttemptAt: number;
+      lastErrcode?: number;
+      errorCode: string;
+      errorMessage: string;
+      /** The attempt never started (put back unsent): the count the claim added is given back. */
+      unsent?: boolean;
+    };
 
 /** Filter for listing messages. Cursor is opaque (returned as `nextCursor`). */
 export type MessageFilter = {

@@ -8,6 +8,7 @@ import {
   LEASE_EXPIRED_MESSAGE,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
+  attemptsGivenBack,
   completionRow,
   createIdGenerator,
   decodeCursor,
@@ -424,8 +425,9 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   // Set-based completion: one statement for any number of messages of one owner. Credit rows are aggregated per
   // key first because one UPDATE can change a row only once.
   const completeSql = `WITH input AS (
-      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
-        AS t(id, status, next_attempt_at, last_errcode, error_code, error_message, msgid, sent_at, effect)),
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+          $12::int[])
+        AS t(id, status, next_attempt_at, last_errcode, error_code, error_message, msgid, sent_at, effect, attempts_back)),
     cancelled AS (SELECT id FROM campaigns WHERE status = 'cancelled'),
     m AS (
       UPDATE messages SET
@@ -437,7 +439,8 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
             AND messages.campaign_id IN (SELECT id FROM cancelled)
           THEN '${OUTCOME_UNKNOWN_CODE}' ELSE i.error_code END,
         error_message = i.error_message,
-        msgid = COALESCE(i.msgid, messages.msgid), sent_at = COALESCE(i.sent_at, messages.sent_at), updated_at = $11
+        msgid = COALESCE(i.msgid, messages.msgid), sent_at = COALESCE(i.sent_at, messages.sent_at),
+        attempts = GREATEST(messages.attempts - i.attempts_back, 0), updated_at = $11
       FROM input i WHERE messages.id = i.id AND messages.status = 'sending' AND messages.lease_owner = $10
       RETURNING messages.id,
         CASE WHEN i.effect <> 'none' THEN i.effect WHEN messages.status = 'cancelled' THEN 'release'
@@ -473,7 +476,8 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       const row = [...completionRow(it.id, it.outcome, now), grantEffect(it.outcome)];
       row.forEach((v, k) => cols[k]?.push(v));
     }
-    const done = new Set((await q(pool, completeSql, [...cols, owner, now])).map((r) => String(r.id)));
+    const back = items.map((it) => attemptsGivenBack(it.outcome));
+    const done = new Set((await q(pool, completeSql, [...cols, owner, now, back])).map((r) => String(r.id)));
     return items.map((it) => done.has(it.id));
   };
 

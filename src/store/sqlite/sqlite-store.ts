@@ -9,6 +9,7 @@ import {
   LEASE_EXPIRED_MESSAGE,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
+  attemptsGivenBack,
   completionRow,
   createIdGenerator,
   decodeCursor,
@@ -557,7 +558,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
            AND messages.campaign_id IN (SELECT id FROM campaigns WHERE status = 'cancelled')
          THEN '${OUTCOME_UNKNOWN_CODE}' ELSE i.value ->> 4 END,
        error_message = i.value ->> 5, msgid = COALESCE(i.value ->> 6, messages.msgid),
-       sent_at = COALESCE(i.value ->> 7, messages.sent_at), updated_at = ?
+       sent_at = COALESCE(i.value ->> 7, messages.sent_at), attempts = MAX(messages.attempts - (i.value ->> 8), 0),
+       updated_at = ?
      FROM json_each(?) AS i
      WHERE messages.id = i.value ->> 0 AND messages.status = 'sending' AND messages.lease_owner = ?
      RETURNING messages.id, messages.status, kind, grant_id, credit_reserved, app_id, openid, template_id`;
@@ -570,7 +572,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     const effects = new Map<string, GrantEffect>();
     const rows = items.map((it) => {
       effects.set(it.id, grantEffect(it.outcome));
-      return completionRow(it.id, it.outcome, now);
+      return [...completionRow(it.id, it.outcome, now), attemptsGivenBack(it.outcome)];
     });
     const done = q(completeGroupSql).all(now, json(rows), owner);
     const grantIds: Record<Exclude<GrantEffect, 'none'>, string[]> = { consume: [], release: [], revoke: [] };
