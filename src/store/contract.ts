@@ -121,6 +121,20 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
       store.grants.recordOneTime({ appId: APP, openid, templateId, scene, now });
     const getGrant = (openid: string, scene: number) =>
       store.grants.get({ appId: APP, openid, templateId: TPL, scene });
+    /** A one-time campaign over every available grant, its messages enqueued (one batch). */
+    const enqueuedOneTimeCampaign = async (name: string) => {
+      const c = await store.outbox.createCampaign({
+        appId: APP,
+        name,
+        kind: 'one-time',
+        templateId: TPL,
+        sceneFilter: null,
+        payload: oneTimePayload,
+        now: T0,
+      });
+      await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
+      return c;
+    };
     const mustEnqueue = async (input: EnqueueInput) => {
       const r = await store.outbox.enqueueMessage(input);
       if (!r.ok) throw new Error(`enqueue failed: ${r.reason}`);
@@ -1051,16 +1065,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
 
       it('cancels: queued and claimed-but-unstarted messages cancelled, grants and credits back to available', async () => {
         for (let i = 0; i < 3; i++) await grant(`k${i}`, 1);
-        const c = await store.outbox.createCampaign({
-          appId: APP,
-          name: 'k',
-          kind: 'one-time',
-          templateId: TPL,
-          sceneFilter: null,
-          payload: oneTimePayload,
-          now: T0,
-        });
-        await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
+        const c = await enqueuedOneTimeCampaign('k');
         const [first, second] = await store.outbox.claim({ owner: 'w', limit: 2, leaseMs: 1000, now: T0 });
         await store.outbox.markAttemptStarted({ ids: [first?.id ?? ''], owner: 'w', now: T0 });
         // Only the attempt already on its way to WeChat stays; the claimed one that has not started goes too.
@@ -1145,16 +1150,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
 
       it('a cancelled campaign’s retry after an attempt that may have reached WeChat ends unknown, its grant spent', async () => {
         await grant('m0', 1);
-        const c = await store.outbox.createCampaign({
-          appId: APP,
-          name: 'm',
-          kind: 'one-time',
-          templateId: TPL,
-          sceneFilter: null,
-          payload: oneTimePayload,
-          now: T0,
-        });
-        await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
+        const c = await enqueuedOneTimeCampaign('m');
         const [m] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 });
         await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'w', now: T0 });
         expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(0);

@@ -161,6 +161,18 @@ describe('token broker', () => {
 });
 
 describe('sends', () => {
+  /** A one-time send to OPENID on scene 2; resolves to the error when it fails. */
+  const sendScene2 = (wx: WeChatClient) =>
+    wx
+      .sendOneTime({
+        touser: OPENID,
+        template_id: ONE_TIME,
+        scene: 2,
+        title: 't',
+        data: { content: { value: 'c' } },
+      })
+      .catch((e: unknown) => e);
+
   it('one-time: 43101 without consent, ok after a grant, 43101 again, message in the inbox', async () => {
     const wx = client();
     const input = {
@@ -234,15 +246,7 @@ describe('sends', () => {
     await wx.getAccessToken();
     emu.state.grantOneTime(APPID, OPENID, ONE_TIME, 2);
     emu.state.setFaults({ path: '/cgi-bin/message/template/subscribe', drop: 1, dropAfterProcessing: true });
-    const err = await wx
-      .sendOneTime({
-        touser: OPENID,
-        template_id: ONE_TIME,
-        scene: 2,
-        title: 't',
-        data: { content: { value: 'c' } },
-      })
-      .catch((e: unknown) => e);
+    const err = await sendScene2(wx);
     expect(isWeChatTransportError(err)).toBe(true);
     expect(err).toMatchObject({ requestMayHaveLeft: true });
     expect(emu.state.inbox(APPID, OPENID)).toHaveLength(1);
@@ -250,27 +254,17 @@ describe('sends', () => {
   });
 
   it('a send whose token could not be had never left, whatever the token endpoint did', async () => {
-    const send = (wx: WeChatClient) =>
-      wx
-        .sendOneTime({
-          touser: OPENID,
-          template_id: ONE_TIME,
-          scene: 2,
-          title: 't',
-          data: { content: { value: 'c' } },
-        })
-        .catch((e: unknown) => e);
     emu.state.grantOneTime(APPID, OPENID, ONE_TIME, 2);
     // The token request's connection drops after WeChat processed it: that request "may have left", the send did not.
     emu.state.setFaults({ path: '/cgi-bin/stable_token', drop: 1, dropAfterProcessing: true });
-    const dropped = await send(client({ retries: { max: 0 } }));
+    const dropped = await sendScene2(client({ retries: { max: 0 } }));
     expect(isWeChatTokenUnavailableError(dropped)).toBe(true);
     expect(dropped).toMatchObject({ code: 'WX_TOKEN_UNAVAILABLE', requestMayHaveLeft: false });
     expect(requestMayHaveTakenEffect(dropped)).toBe(false);
     expect(isWeChatTransportError((dropped as Error).cause)).toBe(true);
     // The token endpoint's own -1 is not the send's -1 (which would leave the send's outcome unknown).
     emu.state.setFaults({ path: '/cgi-bin/stable_token', errcodes: { '-1': 1 } });
-    const busy = await send(client({ retries: { max: 0 } }, createMemoryTokenStore()));
+    const busy = await sendScene2(client({ retries: { max: 0 } }, createMemoryTokenStore()));
     expect(busy).toMatchObject({
       code: 'WX_TOKEN_UNAVAILABLE',
       requestMayHaveLeft: false,
