@@ -108,6 +108,9 @@ export function grantEffect(outcome: AttemptOutcome): GrantEffect {
 export const MAY_HAVE_LEFT_CODE = 'DELIVERY_MAY_HAVE_LEFT';
 /** The error code of a message whose outcome cannot be known and which is never resent. */
 export const OUTCOME_UNKNOWN_CODE = 'DELIVERY_OUTCOME_UNKNOWN';
+/** SQL (both engines): the `messages` row belongs to a campaign that was cancelled. False for a lone message. */
+export const IN_CANCELLED_CAMPAIGN =
+  "EXISTS (SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.status = 'cancelled')";
 
 /**
  * The grant effect of a recorded outcome, given the status the row ended in. A retry (no effect of its own) of a

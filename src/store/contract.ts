@@ -1173,6 +1173,41 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         });
         expect((await getGrant('m0', 1))?.state).toBe('consumed');
       });
+
+      it('a cancelled campaign’s started message whose sender died is not sent again: unknown, grant spent', async () => {
+        await grant('d0', 1);
+        await grant('d1', 2);
+        const c = await enqueuedOneTimeCampaign('d');
+        const claimed = await store.outbox.claim({ owner: 'dead', limit: 2, leaseMs: 1000, now: T0 });
+        const started = claimed[0]?.id ?? '';
+        await store.outbox.markAttemptStarted({ ids: [started], owner: 'dead', now: T0 });
+        // The unstarted one is cancelled at once; the started one stays with its (soon dead) sender.
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(1);
+        // A plain one-time message started by the same dead sender is still retried, as before.
+        await grant('p0', 3);
+        const plain = await mustEnqueue({
+          appId: APP,
+          kind: 'one-time',
+          openid: 'p0',
+          templateId: TPL,
+          scene: 3,
+          payload: oneTimePayload,
+          now: T0,
+        });
+        const [p] = await store.outbox.claim({ owner: 'dead', limit: 1, leaseMs: 1000, now: T0 + 2 });
+        expect(p?.id).toBe(plain.id);
+        await store.outbox.markAttemptStarted({ ids: [plain.id], owner: 'dead', now: T0 + 2 });
+
+        const again = await store.outbox.claim({ owner: 'heir', limit: 10, leaseMs: 1000, now: T0 + 5000 });
+        expect(again.map((m) => m.id)).toEqual([plain.id]);
+        expect(await store.outbox.getMessage(started)).toMatchObject({
+          status: 'unknown',
+          errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
+        });
+        const startedGrant = claimed[0]?.openid === 'd0' ? getGrant('d0', 1) : getGrant('d1', 2);
+        expect((await startedGrant)?.state).toBe('consumed');
+        expect((await store.outbox.getCampaign(c.id))?.stats).toMatchObject({ unknown: 1, cancelled: 1 });
+      });
     });
 
     describe('pauses, templates, API keys, nonces', () => {

@@ -6,6 +6,7 @@ import type { Clock } from '../../util/clock.js';
 import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
+  IN_CANCELLED_CAMPAIGN,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
   attemptsGivenBack,
@@ -399,18 +400,26 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   // Expired leases: a started notification may have reached WeChat (credits stack) → unknown, credit spent; an
   // unstarted claim of any kind goes again with its attempt count and errors unchanged (that attempt never
   // happened); a started one-time message is retried (grants cannot stack), flagged DELIVERY_MAY_HAVE_LEFT.
+  // A dead sender's started attempts that must not go again (notifications, whose credits stack, and messages of a
+  // campaign cancelled meanwhile) end unknown, their grant or credit spent; `stale` takes exactly the other expired
+  // leases (one statement cannot update a row twice).
   const claimSql = `WITH expired AS (
       UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = $5, updated_at = $1
-      WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND lease_until <= $1 AND kind = 'notification'
-        AND attempt_started_at IS NOT NULL FOR UPDATE SKIP LOCKED)
-      RETURNING app_id, openid, template_id, credit_reserved),
+      WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND lease_until <= $1 AND attempt_started_at IS NOT NULL
+        AND (kind = 'notification' OR ${IN_CANCELLED_CAMPAIGN}) FOR UPDATE SKIP LOCKED)
+      RETURNING kind, grant_id, app_id, openid, template_id, credit_reserved),
     spent AS (
       UPDATE notification_credits nc SET reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $1
-      FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM expired WHERE credit_reserved GROUP BY 1, 2, 3) x
+      FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM expired WHERE kind = 'notification' AND credit_reserved
+        GROUP BY 1, 2, 3) x
       WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1),
+    consumed AS (
+      UPDATE grants g SET state = 'consumed', closed_at = $1, updated_at = $1
+      FROM expired x WHERE x.kind = 'one-time' AND g.id = x.grant_id AND g.state = 'reserved' RETURNING 1),
     stale AS (
       SELECT id, attempt_started_at IS NOT NULL AS started FROM messages WHERE status = 'sending' AND lease_until <= $1
-        AND (kind = 'one-time' OR attempt_started_at IS NULL) AND NOT (app_id = ANY($4::text[]))
+        AND (attempt_started_at IS NULL OR (kind = 'one-time' AND NOT ${IN_CANCELLED_CAMPAIGN}))
+        AND NOT (app_id = ANY($4::text[]))
       ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED),
     due AS (
       SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 AND NOT (app_id = ANY($4::text[]))

@@ -7,6 +7,7 @@ import type { Clock } from '../../util/clock.js';
 import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
+  IN_CANCELLED_CAMPAIGN,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
   attemptsGivenBack,
@@ -609,14 +610,16 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       now: number;
       excludeAppIds?: string[];
     }): OutboxMessage[] => {
-      // Notifications whose sender vanished mid-send may have been delivered, and their credits stack: never resend.
+      // A dead sender's started attempts that must not go again, as they may have been delivered: notifications
+      // (credits stack), and messages of a campaign cancelled meanwhile (the user of the API asked for no more sends).
       // Only a started attempt counts; one the dead sender had merely claimed is re-claimed below.
       const expired = q(
         `UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = ?, updated_at = ?
-       WHERE status = 'sending' AND lease_until <= ? AND kind = 'notification' AND attempt_started_at IS NOT NULL
+       WHERE status = 'sending' AND lease_until <= ? AND attempt_started_at IS NOT NULL
+         AND (kind = 'notification' OR ${IN_CANCELLED_CAMPAIGN})
        RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
       ).all(LEASE_EXPIRED_MESSAGE, i.now, i.now);
-      for (const r of expired) applyCreditEffect(r, 'consume', i.now);
+      for (const r of expired) applyGrantEffect(r, 'consume', i.now);
       const limit = Math.max(0, Math.floor(i.limit));
       if (limit === 0) return [];
       const excluded = json(i.excludeAppIds ?? []);
