@@ -121,6 +121,11 @@ export const ERROR_CODES = {
     status: 503,
     retryable: true,
   },
+  DELIVERY_TOKEN_UNAVAILABLE: {
+    message: 'No access token could be had (token endpoint or token store failing); put back unsent, will be sent later',
+    status: 503,
+    retryable: true,
+  },
 
   // GRANT_: the grant ledger as seen through the REST API
   GRANT_NOT_AVAILABLE: {

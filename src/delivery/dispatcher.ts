@@ -2,6 +2,7 @@
 // limit, records outcomes by the errcode table, pauses apps on 45009 and keeps campaigns enqueuing on any instance.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { isAppError, type AppError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type {
   AttemptOutcome,
@@ -14,7 +15,9 @@ import { acquire, type RateLimiter } from './rate-limit.js';
 import { createMemoryRateLimiter } from './rate-limit/memory.js';
 import {
   MAY_HAVE_LEFT,
+  QUOTA_ERRCODE,
   classifyAttempt,
+  nextQuotaReset,
   priorAttemptMayHaveLeft,
   type AttemptResult,
   type DeliveryEffect,
@@ -114,6 +117,8 @@ export type DispatcherCounters = {
   storeErrors: number;
   /** Messages put back unsent because the rate limiter failed (e.g. Redis unreachable). */
   rateLimiterErrors: number;
+  /** Messages put back unsent because no access token could be had (token endpoint or token store failing). */
+  tokenErrors: number;
   /** Messages enqueued for campaigns by this instance. */
   campaignEnqueued: number;
 };
@@ -128,6 +133,8 @@ export type DispatcherStatus = {
   inFlight: number;
   /** Apps whose sending is paused (45009), until when. */
   pausedApps: { appId: string; until: number; reason: string }[];
+  /** Apps whose sending waits after failing to get an access token (other than 45009), until when, and why. */
+  tokenUnavailable: { appId: string; until: number; failures: number; reason: string }[];
   counters: DispatcherCounters;
 };
 
@@ -184,6 +191,13 @@ const silent: DeliveryLogger = { info() {}, warn() {}, error() {} };
 const LIMITER_RETRY_MS = 1000;
 /** At most one "rate limiter unavailable" warning per this many ms (every message of a batch meets the same outage). */
 const LIMITER_WARN_EVERY_MS = 10_000;
+/**
+ * How long an app's messages wait after its access token could not be had: this, doubled per failure in a row, up
+ * to {@link TOKEN_RETRY_MAX_MS}. Waiting per app (not per message) keeps a backlog from asking the token endpoint,
+ * whose daily quota is small, once per message.
+ */
+const TOKEN_RETRY_MS = 1000;
+const TOKEN_RETRY_MAX_MS = 60_000;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -255,9 +269,12 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
     leaseLost: 0,
     storeErrors: 0,
     rateLimiterErrors: 0,
+    tokenErrors: 0,
     campaignEnqueued: 0,
   };
   let limiterWarnedAt = -Infinity;
+  let tokenWarnedAt = -Infinity;
+  const tokenWait = new Map<string, { until: number; failures: number; reason: string }>();
   const held = new Map<string, OutboxMessage>();
   const paused = new Map<string, { until: number; reason: string }>();
   let pausedFetchedAt = -Infinity;
@@ -479,6 +496,45 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
     return outcome;
   }
 
+  /**
+   * The send never left because no access token could be had: nothing was attempted, so the message goes back
+   * unsent. A 45009 from the token endpoint (its daily quota) pauses the app until the quota resets, like a 45009
+   * from a send; anything else (store down, endpoint failing, wrong secret) makes the app's messages wait a while.
+   */
+  async function tokenUnavailable(m: OutboxMessage, err: AppError): Promise<AttemptOutcome> {
+    counters.tokenErrors++;
+    const now = clock.now();
+    const reason = err.message.slice(0, 300);
+    if (err.details?.errcode === QUOTA_ERRCODE) {
+      const until = nextQuotaReset(now);
+      await applyEffects([{ type: 'pause-app', appId: m.appId, until, reason }]);
+      return putBack(m, until, 'DELIVERY_APP_PAUSED', reason);
+    }
+    const prev = tokenWait.get(m.appId);
+    // Requests that were already waiting for the same failed fetch count as one failure, not one each.
+    const wait =
+      prev !== undefined && prev.until > now
+        ? prev
+        : (() => {
+            const failures = (prev?.failures ?? 0) + 1;
+            const w = {
+              until: now + Math.min(TOKEN_RETRY_MS * 2 ** (failures - 1), TOKEN_RETRY_MAX_MS),
+              failures,
+              reason,
+            };
+            tokenWait.set(m.appId, w);
+            return w;
+          })();
+    if (now - tokenWarnedAt >= LIMITER_WARN_EVERY_MS) {
+      tokenWarnedAt = now;
+      log.warn(
+        { appId: m.appId, failures: wait.failures, retryAt: new Date(wait.until).toISOString(), reason },
+        'no access token: putting messages back unsent',
+      );
+    }
+    return putBack(m, wait.until, 'DELIVERY_TOKEN_UNAVAILABLE', reason);
+  }
+
   async function send(m: OutboxMessage): Promise<AttemptResult> {
     let client: DeliverySender;
     try {
@@ -528,6 +584,11 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   }
 
   async function deliver(m: OutboxMessage, signal: AbortSignal): Promise<void> {
+    const tw = tokenWait.get(m.appId);
+    if (tw !== undefined && tw.until > clock.now()) {
+      record(m, putBack(m, tw.until, 'DELIVERY_TOKEN_UNAVAILABLE', tw.reason));
+      return;
+    }
     const p = pausedUntil(m.appId, clock.now());
     if (p !== undefined) {
       record(
@@ -599,6 +660,11 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       return;
     }
     const result = await send(m);
+    if (!result.ok && isAppError(result.error, 'WX_TOKEN_UNAVAILABLE')) {
+      record(m, await tokenUnavailable(m, result.error));
+      return;
+    }
+    tokenWait.delete(m.appId); // a token was had
     const ctx = {
       now: clock.now(),
       attempt: m.attempts,
@@ -824,6 +890,9 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
         pausedApps: [...paused.entries()]
           .filter(([, p]) => p.until > now)
           .map(([appId, p]) => ({ appId, until: p.until, reason: p.reason })),
+        tokenUnavailable: [...tokenWait.entries()]
+          .filter(([, w]) => w.until > now)
+          .map(([appId, w]) => ({ appId, until: w.until, failures: w.failures, reason: w.reason })),
         counters: { ...counters },
       };
     },

@@ -48,7 +48,8 @@ export const MAY_HAVE_LEFT = 'DELIVERY_MAY_HAVE_LEFT';
 const TOKEN_CODES = new Set([40001, 40014, 42001]);
 const BUSY_CODES = new Set([-1, 45011]);
 const REJECT_CODES = new Set([47003, 40003, 40037, 48001]);
-const QUOTA_CODE = 45009;
+/** WeChat's "daily quota reached" errcode, from a send or from the token endpoint. */
+export const QUOTA_ERRCODE = 45009;
 const CONSENT_CODE = 43101;
 const SHANGHAI_OFFSET_MS = 8 * 3_600_000;
 const DAY_MS = 86_400_000;
@@ -205,7 +206,7 @@ export function classifyAttempt(
   if (errcode === CONSENT_CODE) action = 'consent-missing';
   else if (TOKEN_CODES.has(errcode)) action = 'refresh-token-and-retry';
   else if (BUSY_CODES.has(errcode)) action = 'busy';
-  else if (errcode === QUOTA_CODE) action = 'quota';
+  else if (errcode === QUOTA_ERRCODE) action = 'quota';
   else if (REJECT_CODES.has(errcode)) action = 'fail';
   else action = ctx.errcodeAction?.(errcode) ?? 'fail';
 
