@@ -1,4 +1,5 @@
 // In-memory tests of the service app (app.inject) on a real SQLite file: errors, auth, consent flow and its attacks, send API.
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +101,26 @@ describe('errors', () => {
       payload: JSON.stringify({ kind: 'one-time', pad: 'x'.repeat(100_000) }),
     });
     expect([big.statusCode, err(big)]).toEqual([413, 'HTTP_BODY_TOO_LARGE']);
+  });
+
+  it('answers router errors (overlong path parameter, bad %-escape) in the one error shape', async () => {
+    const auth = { authorization: `Bearer ${key}` };
+    const cases: [string, string, number, string][] = [
+      ['GET', `/v1/messages/${'a'.repeat(300)}`, 400, 'HTTP_VALIDATION_FAILED'],
+      ['GET', `/v1/users/${'o'.repeat(300)}/grants`, 400, 'HTTP_VALIDATION_FAILED'],
+      ['POST', `/v1/campaigns/${'c'.repeat(300)}/cancel`, 400, 'HTTP_VALIDATION_FAILED'],
+      ['GET', '/v1/messages/%E0%A4%A', 400, 'HTTP_BAD_REQUEST'],
+      ['GET', '/consent/one-time/%E0%A4%A', 400, 'HTTP_BAD_REQUEST'],
+    ];
+    for (const [method, url, status, code] of cases) {
+      const r = await app.inject({ method: method as 'GET', url, headers: auth });
+      expect([r.statusCode, err(r)], url.slice(0, 40)).toEqual([status, code]);
+      expect(Object.keys(r.json())).toEqual(['error']);
+      expect(r.body).not.toContain('FST_ERR');
+    }
+    // A 129–256 character id gets the same answer from the route itself.
+    const mid = await app.inject({ method: 'GET', url: `/v1/messages/${'a'.repeat(200)}`, headers: auth });
+    expect([mid.statusCode, err(mid)]).toEqual([400, 'HTTP_VALIDATION_FAILED']);
   });
 
   it('requires a valid API key on /v1 and never echoes it', async () => {
@@ -369,6 +390,171 @@ describe('send API', () => {
     ).toEqual([2]);
   });
 
+  it('replays one message for every spelling of one send under an Idempotency-Key', async () => {
+    for (const scene of [1, 2])
+      await store.grants.recordOneTime({
+        appId: APP_ID,
+        openid: 'oS',
+        templateId: 'TPL_ONCE',
+        scene,
+        now: 1,
+      });
+    // The default scene left out, then spelled out.
+    const a = await send(msg, { 'idempotency-key': 'k-scene' });
+    const b = await send({ ...msg, scene: 'any' }, { 'idempotency-key': 'k-scene' });
+    expect([a.statusCode, b.statusCode], b.body).toEqual([202, 202]);
+    expect(b.json().id).toBe(a.json().id);
+    expect(b.headers['idempotent-replayed']).toBe('true');
+    // A data value as a string, then as { value }.
+    await store.grants.addNotificationCredits({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_N',
+      count: 1,
+      now: 1,
+    });
+    const note = { kind: 'notification', openid: 'oS', template: 'TPL_N' };
+    const c = await send(
+      { ...note, data: { thing1: '会议室A', time2: { value: '15:01' } } },
+      { 'idempotency-key': 'k-data' },
+    );
+    const d = await send(
+      { ...note, data: { thing1: { value: '会议室A' }, time2: '15:01' } },
+      { 'idempotency-key': 'k-data' },
+    );
+    expect([c.statusCode, d.statusCode], d.body).toEqual([202, 202]);
+    expect(d.json().id).toBe(c.json().id);
+    // Another scene is another send.
+    const e = await send({ ...msg, scene: 2 }, { 'idempotency-key': 'k-scene' });
+    expect([e.statusCode, err(e)]).toEqual([409, 'MESSAGE_IDEMPOTENCY_CONFLICT']);
+    expect(
+      await store.grants.availableScenes({ appId: APP_ID, openid: 'oS', templateId: 'TPL_ONCE' }),
+    ).toEqual([2]);
+  });
+
+  it('still replays a message an earlier release stored under the hash of its raw body', async () => {
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 1,
+      now: 1,
+    });
+    // The usual send, scene left out: its hash as enqueued now has scene "any", its raw hash does not.
+    const body = msg;
+    // Earlier releases hashed the parsed body as JSON with sorted keys.
+    const sorted = JSON.stringify(
+      Object.fromEntries(Object.entries(body).sort(([x], [y]) => (x < y ? -1 : 1))),
+    );
+    const old = await store.outbox.enqueueMessage({
+      appId: APP_ID,
+      kind: 'one-time',
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 'any',
+      payload: { title: msg.title, content: msg.content },
+      idempotencyKey: 'k-old',
+      requestHash: createHash('sha256').update(sorted).digest('hex'),
+      now: 1,
+    });
+    expect(old.ok).toBe(true);
+    const again = await send(body, { 'idempotency-key': 'k-old' });
+    expect([again.statusCode, again.headers['idempotent-replayed']], again.body).toEqual([202, 'true']);
+    expect(again.json().id).toBe(old.ok ? old.message.id : null);
+    const other = await send({ ...body, title: '其他' }, { 'idempotency-key': 'k-old' });
+    expect([other.statusCode, err(other)]).toEqual([409, 'MESSAGE_IDEMPOTENCY_CONFLICT']);
+  });
+
+  it('refuses NUL, other control characters and lone surrogates in free text, and stores nothing', async () => {
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'oS',
+      templateId: 'TPL_ONCE',
+      scene: 1,
+      now: 1,
+    });
+    const campaign = { name: 'n', template: 'TPL_ONCE', payload: { title: 't', content: 'c' } };
+    const note = { kind: 'notification', openid: 'oS', template: 'TPL_N' };
+    const data = { thing1: { value: '会议室A' }, time2: { value: '15:01' } };
+    // [method, url, body, status, code, first issue path]
+    const cases: [string, string, unknown, number, string, string][] = [
+      ['POST', '/v1/messages', { ...msg, title: 'a\u0000b' }, 422, 'MESSAGE_INVALID', 'title'],
+      ['POST', '/v1/messages', { ...msg, content: 'hello\u0000' }, 422, 'MESSAGE_INVALID', 'content'],
+      ['POST', '/v1/messages', { ...msg, content: 'bell\u0007' }, 422, 'MESSAGE_INVALID', 'content'],
+      ['POST', '/v1/messages', { ...msg, title: 'a\ud800' }, 422, 'MESSAGE_INVALID', 'title'],
+      ['POST', '/v1/messages', { ...msg, content: '\udc00b' }, 422, 'MESSAGE_INVALID', 'content'],
+      [
+        'POST',
+        '/v1/messages',
+        { ...msg, url: 'https://a.example.com/\u0000' },
+        422,
+        'MESSAGE_INVALID',
+        'url',
+      ],
+      [
+        'POST',
+        '/v1/messages',
+        { ...msg, miniprogram: { appid: 'wxmini', pagepath: 'index\u0000' } },
+        422,
+        'MESSAGE_INVALID',
+        'miniprogram.pagepath',
+      ],
+      [
+        'POST',
+        '/v1/messages',
+        { ...note, data: { ...data, thing1: { value: '会议\ud800' } } },
+        422,
+        'MESSAGE_INVALID',
+        'data.thing1.value',
+      ],
+      [
+        'POST',
+        '/v1/messages',
+        { ...note, data, page: 'https://a.example.com/\u0000' },
+        422,
+        'MESSAGE_INVALID',
+        'page',
+      ],
+      ['POST', '/v1/messages', { ...msg, openid: 'o\u0000' }, 400, 'HTTP_VALIDATION_FAILED', 'openid'],
+      ['POST', '/v1/campaigns', { ...campaign, name: 'spring\u0000' }, 400, 'HTTP_VALIDATION_FAILED', 'name'],
+      [
+        'POST',
+        '/v1/campaigns',
+        { ...campaign, payload: { title: 't', content: 'c\u0000' } },
+        422,
+        'MESSAGE_INVALID',
+        'payload.content',
+      ],
+      [
+        'PUT',
+        '/v1/templates/TPL_X',
+        { kind: 'one-time', title: '提醒\u0000' },
+        400,
+        'HTTP_VALIDATION_FAILED',
+        'title',
+      ],
+      ['GET', '/v1/messages?campaign=%00', undefined, 400, 'HTTP_VALIDATION_FAILED', 'campaign'],
+      ['GET', '/v1/messages?campaign=a%20b', undefined, 400, 'HTTP_VALIDATION_FAILED', 'campaign'],
+    ];
+    for (const [method, url, payload, status, code, path] of cases) {
+      const r = await app.inject({
+        method: method as 'GET',
+        url,
+        headers: auth(),
+        ...(payload === undefined ? {} : { payload: payload as object }),
+      });
+      const label = `${method} ${url} ${JSON.stringify(payload)}`;
+      expect([r.statusCode, err(r)], label).toEqual([status, code]);
+      expect(r.json().error.details.issues[0].path, label).toBe(path);
+    }
+    expect((await store.outbox.countMessages({ appId: APP_ID })).total).toBe(0);
+    expect(kicked).toEqual([]);
+    expect(await store.templates.get(APP_ID, 'TPL_X')).toBeNull();
+    // Tabs and line breaks stay allowed in free text.
+    const ok = await send({ ...msg, content: '第一行\n第二行\r\n\t缩进' });
+    expect(ok.statusCode, ok.body).toBe(202);
+  });
+
   it('rejects bad input with stable codes and enqueues nothing', async () => {
     await store.grants.recordOneTime({
       appId: APP_ID,
@@ -474,6 +660,16 @@ describe('send API', () => {
     expect(u.json()).toMatchObject({ openid: 'o1', oneTime: [{ template: 'TPL_ONCE', scene: 4 }] });
     const badCursor = await app.inject({ method: 'GET', url: '/v1/grants?cursor=!!', headers: auth() });
     expect(badCursor.statusCode).toBe(400);
+    // Well-formed cursors whose key is not an id (the store contract covers both engines).
+    const forged = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
+    for (const url of [
+      `/v1/grants?cursor=${forged('g:\u0000')}`,
+      `/v1/users/o1/grants?cursor=${forged('g:A\u0000B')}`,
+      `/v1/messages?cursor=${forged('m:\u0000')}`,
+    ]) {
+      const r = await app.inject({ method: 'GET', url, headers: auth() });
+      expect([r.statusCode, err(r)], url).toEqual([400, 'STORE_INVALID_CURSOR']);
+    }
 
     const c = await app.inject({
       method: 'POST',
@@ -493,6 +689,44 @@ describe('send API', () => {
     expect(err(await app.inject({ method: 'GET', url: '/v1/campaigns/nope', headers: auth() }))).toBe(
       'CAMPAIGN_NOT_FOUND',
     );
+  });
+
+  it('refuses a campaign scene filter that can match no scene', async () => {
+    await store.grants.recordOneTime({
+      appId: APP_ID,
+      openid: 'o1',
+      templateId: 'TPL_ONCE',
+      scene: 3,
+      now: 1,
+    });
+    const create = (scenes: unknown) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/campaigns',
+        headers: auth(),
+        payload: { name: 'c', template: 'TPL_ONCE', scenes, payload: { title: 't', content: 'c' } },
+      });
+    const cases: [unknown, string][] = [
+      [{ min: 5, max: 2 }, 'scenes.max'],
+      [{ list: [] }, 'scenes.list'],
+      [{ min: 5, max: 9, list: [1, 2, 10] }, 'scenes.list'],
+      [{ min: 4, list: [3] }, 'scenes.list'],
+      [{ max: 2, list: [3] }, 'scenes.list'],
+    ];
+    for (const [scenes, path] of cases) {
+      const r = await create(scenes);
+      expect([r.statusCode, err(r)], JSON.stringify(scenes)).toEqual([400, 'HTTP_VALIDATION_FAILED']);
+      expect(r.json().error.details.issues[0].path).toBe(path);
+    }
+    expect(kicked).toEqual([]);
+    // Bounds are inclusive, and a list reaching into them is fine.
+    for (const scenes of [
+      { min: 3, max: 3 },
+      { min: 2, max: 5, list: [1, 5] },
+    ]) {
+      const r = await create(scenes);
+      expect(r.statusCode, r.body).toBe(202);
+    }
   });
 });
 

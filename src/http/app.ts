@@ -11,7 +11,7 @@ import type { Store } from '../store/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { redact } from '../wechat/redact.js';
 import { defaultOneTimeConsentUrl, registerConsentRoutes, type ConsentUrlInput } from './consent-routes.js';
-import { clientErrorHandler, installErrorHandling } from './error-handler.js';
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from './error-handler.js';
 import { installMetrics } from './metrics.js';
 import { registerV1Routes } from './v1-routes.js';
 
@@ -68,6 +68,7 @@ export async function createServiceApp(deps: ServiceDeps, config: ServiceConfig)
     // Fastify's own request lines would carry full URLs (consent tokens); ours below strip the query.
     logController: new LogController({ disableRequestLogging: true }),
     clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance;

@@ -1,5 +1,5 @@
 // The service's one error mapping: AppError, zod and Fastify errors → status + `{ error: { code, message, details? } }`.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import { z } from 'zod';
 import { AppError, ERROR_CODES, isAppError, type ErrorCode } from '../errors.js';
@@ -41,6 +41,21 @@ export function toAppError(err: unknown): AppError {
   if (isAppError(err)) return err;
   if (err instanceof z.ZodError) return validationError(err);
   const fe = err as Partial<FastifyError> & { statusCode?: number };
+  // Router errors (see frameworkErrorHandler). Every path parameter is an id, so an overlong one breaks the same
+  // rule as one of 129–256 characters, which the route itself refuses.
+  if (fe.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return new AppError('HTTP_VALIDATION_FAILED', {
+      message: 'A path parameter must be 1–128 characters [A-Za-z0-9_-]',
+      details: { field: 'path' },
+      cause: err,
+    });
+  }
+  if (fe.code === 'FST_ERR_BAD_URL') {
+    return new AppError('HTTP_BAD_REQUEST', {
+      message: 'The request path is not valid percent-encoded UTF-8',
+      cause: err,
+    });
+  }
   const mapped = typeof fe.code === 'string' ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return new AppError(mapped, { cause: err });
   if (err instanceof SyntaxError && fe.statusCode === 400)
@@ -63,21 +78,30 @@ export function errorBody(e: AppError): ErrorBody {
   return body;
 }
 
+/** Answers any error in the one JSON shape (5xx logged with a redacted stack). */
+function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const e = toAppError(err);
+  if (e.status >= 500) {
+    request.log.error({ code: e.code, err: redact(String((err as Error)?.stack ?? err)) }, 'request failed');
+  }
+  void reply.code(e.status).header('cache-control', 'no-store').send(errorBody(e));
+}
+
+/**
+ * Fastify `frameworkErrors`: errors the router raises before any route runs (a malformed %-escape in the path, a
+ * path parameter over `maxParamLength`), which the error handler never sees, answered in the same JSON shape.
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  sendError(err, request, reply);
+}
+
 /**
  * Installs the error handler, the 404 handler and (on a real socket) an answer for requests whose URL or
- * headers exceed Node's limit, so that every failure has the same JSON shape.
+ * headers exceed Node's limit, so that every failure has the same JSON shape. Router errors need
+ * {@link frameworkErrorHandler} as the `frameworkErrors` option when the app is built.
  */
 export function installErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((err, request, reply) => {
-    const e = toAppError(err);
-    if (e.status >= 500) {
-      request.log.error(
-        { code: e.code, err: redact(String((err as Error)?.stack ?? err)) },
-        'request failed',
-      );
-    }
-    void reply.code(e.status).header('cache-control', 'no-store').send(errorBody(e));
-  });
+  app.setErrorHandler(sendError);
   app.setNotFoundHandler((request, reply) => {
     const e = new AppError('HTTP_NOT_FOUND', { details: { method: request.method } });
     void reply.code(404).send(errorBody(e));

@@ -1,29 +1,64 @@
 // Request shapes (zod) of the send and campaign APIs, and WeChat's content rules (spec §1.4, §2.4, §2.5) applied locally.
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { ID_RE } from '../store/common.js';
 import type { NotificationPayload, OneTimePayload, TemplateRecord } from '../store/store.js';
 import { checkKeywordValue, KEYWORD_TYPES, type KeywordType } from '../wechat/validate.js';
+import { validationError } from './error-handler.js';
 
-const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'must be 1–128 characters [A-Za-z0-9_-]');
+const id = z.string().regex(ID_RE, 'must be 1–128 characters [A-Za-z0-9_-]');
+
+// Refused in free text: U+0000 (PostgreSQL text and jsonb cannot hold it) and the other C0 controls but tab and line
+// breaks (WeChat shows none; keyword values refuse every control character anyway, spec §2.5), written as "Cc
+// that is not tab, LF, CR, DEL or C1"; and UTF-16 halves without their pair (no UTF-8 form). SQLite would store
+// them all, so without this rule the engines would answer differently.
+const C0_CONTROL = /[^\P{Cc}\t\n\r\u007F-\u009F]/u;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const TEXT_RULE = 'text';
+
+/**
+ * Free text (titles, contents, URLs, names…): a string without NUL, other C0 controls than tab, LF and CR, or lone
+ * surrogates. Its issues carry `params.rule = 'text'`, which {@link requestError} reads.
+ */
+const text = z.string().refine((s) => !C0_CONTROL.test(s) && !LONE_SURROGATE.test(s), {
+  message: 'must not contain NUL, control characters other than tab and line breaks, or unpaired surrogates',
+  params: { rule: TEXT_RULE },
+});
+
+/**
+ * The error for a request that failed its schema: 422 MESSAGE_INVALID when every issue is the {@link text} rule
+ * broken in a message field (`inMessage(path)`), as WeChat's other content rules answer; else 400
+ * HTTP_VALIDATION_FAILED.
+ */
+export function requestError(
+  error: z.ZodError,
+  inMessage: (path: readonly PropertyKey[]) => boolean = () => false,
+): AppError {
+  const textOnly = error.issues.every(
+    (i) => i.code === 'custom' && i.params?.rule === TEXT_RULE && inMessage(i.path),
+  );
+  return validationError(error, textOnly ? 'MESSAGE_INVALID' : 'HTTP_VALIDATION_FAILED');
+}
+
 const miniprogram = z.strictObject({
-  appid: z.string().min(1).max(64),
-  pagepath: z.string().min(1).max(1024),
+  appid: text.min(1).max(64),
+  pagepath: text.min(1).max(1024),
 });
 const scene = z.number().int().min(0).max(10_000);
 
 /** One-time payload fields (spec §1.4). */
 export const oneTimePayloadSchema = z.strictObject({
-  title: z.string(),
-  content: z.string(),
+  title: text,
+  content: text,
   color: z.string().optional(),
-  url: z.string().optional(),
+  url: text.optional(),
   miniprogram: miniprogram.optional(),
 });
 
 /** Notification payload fields (spec §2.4): `data` values as `{ value }` or a plain string. */
 export const notificationPayloadSchema = z.strictObject({
-  data: z.record(z.string().max(64), z.union([z.strictObject({ value: z.string() }), z.string()])),
-  page: z.string().optional(),
+  data: z.record(z.string().max(64), z.union([z.strictObject({ value: text }), text])),
+  page: text.optional(),
   miniprogram: miniprogram.optional(),
 });
 
@@ -41,18 +76,27 @@ export const sendMessageSchema = z.discriminatedUnion('kind', [
 /** A parsed send request. */
 export type SendMessageRequest = z.output<typeof sendMessageSchema>;
 
+/** Which scenes a campaign reaches: `min`–`max` (inclusive) and/or a `list`; refused when it can match no scene. */
+const sceneFilterSchema = z
+  .strictObject({
+    min: scene.optional(),
+    max: scene.optional(),
+    list: z.array(scene).min(1).max(10_001).optional(),
+  })
+  .superRefine((s, ctx) => {
+    const min = s.min ?? 0;
+    const max = s.max ?? 10_000;
+    if (min > max) ctx.addIssue({ code: 'custom', path: ['max'], message: 'must not be below min' });
+    else if (s.list !== undefined && !s.list.some((n) => n >= min && n <= max))
+      ctx.addIssue({ code: 'custom', path: ['list'], message: 'has no scene from min to max' });
+  });
+
 /** Body of POST /v1/campaigns. */
 export const createCampaignSchema = z.strictObject({
-  name: z.string().min(1).max(200),
+  name: text.min(1).max(200),
   template: id,
   /** Which scenes count (one-time templates only); absent = all. */
-  scenes: z
-    .strictObject({
-      min: scene.optional(),
-      max: scene.optional(),
-      list: z.array(scene).max(10_001).optional(),
-    })
-    .optional(),
+  scenes: sceneFilterSchema.optional(),
   payload: z.union([oneTimePayloadSchema, notificationPayloadSchema]),
 });
 
@@ -66,7 +110,7 @@ export function keyTypePrefix(key: string): string | null {
 /** Body of PUT /v1/templates/:id. A keyword's `type` defaults to its key's prefix and may not differ from it. */
 export const putTemplateSchema = z.strictObject({
   kind: z.enum(['one-time', 'notification']),
-  title: z.string().min(1).max(64),
+  title: text.min(1).max(64),
   keywords: z
     .array(
       z
@@ -76,7 +120,7 @@ export const putTemplateSchema = z.strictObject({
             .string()
             .regex(/^[a-z_]+$/)
             .optional(),
-          enumValues: z.array(z.string().min(1)).max(100).optional(),
+          enumValues: z.array(text.min(1)).max(100).optional(),
         })
         .refine((k) => k.type === undefined || k.type === keyTypePrefix(k.key), {
           message: "must be the key's type prefix (thing1 → thing): WeChat types a keyword by its key",
@@ -94,7 +138,7 @@ export const listMessagesQuery = z.strictObject({
   status: z.enum(['queued', 'sending', 'sent', 'failed', 'unknown', 'cancelled']).optional(),
   template: id.optional(),
   openid: id.optional(),
-  campaign: z.string().max(128).optional(),
+  campaign: id.optional(),
   cursor: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });

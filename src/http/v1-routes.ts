@@ -3,7 +3,16 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import { AppError } from '../errors.js';
-import type { Campaign, CampaignStats, Grant, OutboxMessage, Store, TemplateRecord } from '../store/store.js';
+import { ID_RE } from '../store/common.js';
+import type {
+  Campaign,
+  CampaignStats,
+  EnqueueResult,
+  Grant,
+  OutboxMessage,
+  Store,
+  TemplateRecord,
+} from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import { authenticate } from './api-keys.js';
 import { validationError } from './error-handler.js';
@@ -17,6 +26,7 @@ import {
   notificationPayloadSchema,
   oneTimePayloadSchema,
   putTemplateSchema,
+  requestError,
   sendMessageSchema,
 } from './message-schemas.js';
 
@@ -31,17 +41,21 @@ export type V1Deps = {
 };
 
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7E]{1,255}$/;
-const PATH_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+/** Parses a body or query; `inMessage` names the message fields (see {@link requestError}). */
+function parse<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  inMessage?: (path: readonly PropertyKey[]) => boolean,
+): z.output<S> {
   const r = schema.safeParse(value);
-  if (!r.success) throw validationError(r.error);
+  if (!r.success) throw requestError(r.error, inMessage);
   return r.data;
 }
 
 function pathId(request: FastifyRequest, name: string): string {
   const v = (request.params as Record<string, string>)[name] ?? '';
-  if (!PATH_ID_RE.test(v)) {
+  if (!ID_RE.test(v)) {
     throw new AppError('HTTP_VALIDATION_FAILED', {
       message: `${name} must be 1–128 characters [A-Za-z0-9_-]`,
       details: { field: name },
@@ -62,6 +76,8 @@ function canonical(v: unknown): string {
   }
   return JSON.stringify(v);
 }
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -169,7 +185,8 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
             details: { field: 'Idempotency-Key' },
           });
         }
-        const body = parse(sendMessageSchema, request.body);
+        // Every free-text field of a send is a message field: a broken text rule is a 422, like WeChat's rules.
+        const body = parse(sendMessageSchema, request.body, () => true);
         const template = await templateOf(body.template);
         if (template.kind !== body.kind) {
           throw new AppError('MESSAGE_KIND_MISMATCH', {
@@ -178,22 +195,34 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
         }
         const payload =
           body.kind === 'one-time' ? checkOneTimePayload(body) : checkNotificationPayload(body, template);
-        const now = d.clock.now();
-        const result = await store.outbox.enqueueMessage({
-          appId,
-          kind: body.kind,
-          openid: body.openid,
-          templateId: body.template,
-          ...(body.kind === 'one-time' ? { scene: body.scene ?? 'any' } : {}),
-          payload,
-          ...(keyHeader === undefined
-            ? {}
-            : {
-                idempotencyKey: keyHeader,
-                requestHash: createHash('sha256').update(canonical(body)).digest('hex'),
-              }),
-          now,
-        });
+        const scene = body.kind === 'one-time' ? { scene: body.scene ?? 'any' } : {};
+        const key = keyHeader as string | undefined; // checked above
+        const enqueue = (requestHash?: string) =>
+          store.outbox.enqueueMessage({
+            appId,
+            kind: body.kind,
+            openid: body.openid,
+            templateId: body.template,
+            ...scene,
+            payload,
+            ...(key === undefined || requestHash === undefined ? {} : { idempotencyKey: key, requestHash }),
+            now: d.clock.now(),
+          });
+        let result: EnqueueResult;
+        if (key === undefined) result = await enqueue();
+        else {
+          // The hash is of the request as enqueued, in the body's own shape: spellings of one send (scene left out
+          // or "any", a data value as "x" or { value: "x" }) replay one message.
+          const { kind, openid, template: templateId } = body;
+          const hash = sha256(canonical({ kind, openid, template: templateId, ...scene, ...payload }));
+          result = await enqueue(hash);
+          if (!result.ok && result.reason === 'idempotency-conflict') {
+            // Earlier releases stored a hash of the raw body: a retry of the very same body still replays those.
+            // The key's message exists, so this call can only replay or conflict, never enqueue.
+            const raw = sha256(canonical(body));
+            if (raw !== hash) result = await enqueue(raw);
+          }
+        }
         if (!result.ok) {
           if (result.reason === 'idempotency-conflict') {
             throw new AppError('MESSAGE_IDEMPOTENCY_CONFLICT', {
@@ -283,7 +312,7 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
       });
 
       v1.post('/campaigns', async (request, reply) => {
-        const body = parse(createCampaignSchema, request.body);
+        const body = parse(createCampaignSchema, request.body, (path) => path[0] === 'payload');
         const template = await templateOf(body.template);
         let payload;
         if (template.kind === 'one-time') {

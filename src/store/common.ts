@@ -13,8 +13,17 @@ import type {
   OutboxMessage,
 } from './store.js';
 
-/** A generator of unique, time-sortable ids. */
+/**
+ * A generator of unique, time-sortable ids. Ids must match {@link ID_RE}: they travel in URL paths
+ * (`GET /v1/messages/:id`) and page cursors.
+ */
 export type IdGenerator = () => string;
+
+/**
+ * What a row id may look like: 1–128 characters `[A-Za-z0-9_-]`, the rule the HTTP API applies to every id.
+ * {@link createIdGenerator}'s Crockford base32 ids are a subset; an injected generator must stay within it.
+ */
+export const ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
@@ -67,14 +76,18 @@ export function encodeCursor(kind: string, key: string): string {
   return Buffer.from(`${kind}:${key}`, 'utf8').toString('base64url');
 }
 
-/** Decodes a cursor made by {@link encodeCursor}; throws STORE_INVALID_CURSOR on anything else. */
+/**
+ * Decodes a cursor made by {@link encodeCursor}; throws STORE_INVALID_CURSOR on anything else. The key must be an
+ * id ({@link ID_RE}): a forged one never reaches SQL, where engines differ (PostgreSQL refuses NUL in text).
+ */
 export function decodeCursor(kind: string, cursor: string | undefined): string | null {
   if (cursor === undefined || cursor === '') return null;
   const raw = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
-  if (!raw.startsWith(`${kind}:`) || raw.length === kind.length + 1) {
+  const key = raw.slice(kind.length + 1);
+  if (!raw.startsWith(`${kind}:`) || !ID_RE.test(key)) {
     throw new AppError('STORE_INVALID_CURSOR', { details: { cursor: cursor.slice(0, 64) } });
   }
-  return raw.slice(kind.length + 1);
+  return key;
 }
 
 /** Clamps a page size. @default 50, at most 1000 */

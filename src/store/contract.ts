@@ -1,7 +1,7 @@
 // The one contract suite every Store adapter must pass (run by sqlite/sqlite.test.ts and postgres/postgres.test.ts).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isAppError } from '../errors.js';
-import { emptyStats } from './common.js';
+import { emptyStats, encodeCursor } from './common.js';
 import type {
   CampaignStats,
   EnqueueInput,
@@ -267,6 +267,25 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         );
       });
 
+      it('refuses a well-formed cursor whose key is not an id, on every engine alike', async () => {
+        await grant('f1', 1);
+        // Keys an engine would treat differently (PostgreSQL refuses NUL in text) or that no id can equal.
+        for (const key of ['\u0000', 'A\u0000B', '\ud800', "' OR 1=1 --", 'x'.repeat(129)]) {
+          await expect(
+            store.grants.listAvailable({ appId: APP, cursor: encodeCursor('g', key) }),
+            JSON.stringify(key),
+          ).rejects.toSatisfy((e) => isAppError(e, 'STORE_INVALID_CURSOR'));
+          await expect(
+            store.outbox.listMessages({ cursor: encodeCursor('m', key) }),
+            JSON.stringify(key),
+          ).rejects.toSatisfy((e) => isAppError(e, 'STORE_INVALID_CURSOR'));
+        }
+        // A cursor of the other listing is refused too.
+        await expect(store.outbox.listMessages({ cursor: encodeCursor('g', 'A') })).rejects.toSatisfy((e) =>
+          isAppError(e, 'STORE_INVALID_CURSOR'),
+        );
+      });
+
       it('counts refusals', async () => {
         await store.grants.recordRefusal({ appId: APP, templateId: TPL, scene: 1, now: T0 });
         await store.grants.recordRefusal({ appId: APP, templateId: TPL, scene: 2, openid: 'u1', now: T0 });
@@ -454,13 +473,22 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         ).toMatchObject({ ok: true, created: true });
       });
 
-      it('100 concurrent enqueues for one grant: exactly one wins', async () => {
-        await grant('race', 1);
-        const results = await Promise.all(
-          Array.from({ length: 100 }, () => store.outbox.enqueueMessage(oneTime('race'))),
-        );
-        expect(results.filter((r) => r.ok)).toHaveLength(1);
-        expect((await store.outbox.countMessages({})).total).toBe(1);
+      it('100 concurrent enqueues for one grant: exactly one wins, for any scene or that scene', async () => {
+        for (const [openid, scene] of [
+          ['race', 'any'],
+          ['race1', 1],
+        ] as const) {
+          await grant(openid, 1);
+          const results = await Promise.all(
+            Array.from({ length: 100 }, () => store.outbox.enqueueMessage(oneTime(openid, { scene }))),
+          );
+          expect(
+            results.filter((r) => r.ok),
+            `scene ${scene}`,
+          ).toHaveLength(1);
+          expect(results.filter((r) => !r.ok && r.reason === 'no-grant')).toHaveLength(99);
+          expect((await store.outbox.countMessages({})).total).toBe(openid === 'race' ? 1 : 2);
+        }
       });
 
       it('concurrent retries with one idempotency key create one message', async () => {

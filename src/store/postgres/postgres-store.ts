@@ -318,15 +318,19 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   const insertCols = `INSERT INTO messages (id, app_id, kind, openid, template_id, scene, grant_id, credit_reserved, payload, status,
       attempts, next_attempt_at, campaign_id, idempotency_key, request_hash, created_at, updated_at)`;
   // Reserve + insert in ONE statement: if nothing is reserved nothing is inserted. An idempotency-key conflict
-  // inserts nothing and the caller rolls the reservation back.
-  const enqueueOneTimeSql = `WITH g AS (
-      UPDATE grants SET state = 'reserved', updated_at = $7 WHERE id = (
+  // inserts nothing and the caller rolls the reservation back. A row lock is not a reservation: another
+  // transaction may hold one without taking the grant (a consent re-confirm updates confirmed_at), so `wait`
+  // locks without SKIP LOCKED, waits for that transaction, and re-checks the state on the row it left.
+  const enqueueOneTimeSql = (lock: 'skip' | 'wait') => `WITH g AS (
+      UPDATE grants SET state = 'reserved', updated_at = $7 WHERE state = 'available' AND id = (
         SELECT id FROM grants WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND state = 'available'
-          AND ($4::int IS NULL OR scene = $4) ORDER BY scene LIMIT 1 FOR UPDATE SKIP LOCKED)
+          AND ($4::int IS NULL OR scene = $4) ORDER BY scene LIMIT 1 FOR UPDATE${lock === 'skip' ? ' SKIP LOCKED' : ''})
       RETURNING id, scene)
     ${insertCols}
     SELECT $5, $1, 'one-time', $2, $3, g.scene, g.id, false, $6::jsonb, 'queued', 0, $7, $8, $9, $10, $7, $7 FROM g
     ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *`;
+  const enqueueOneTimeSkipSql = enqueueOneTimeSql('skip');
+  const enqueueOneTimeWaitSql = enqueueOneTimeSql('wait');
   const enqueueNotificationSql = `WITH c AS (
       UPDATE notification_credits SET available = CASE WHEN long_term THEN available ELSE available - 1 END,
         reserved = CASE WHEN long_term THEN reserved ELSE reserved + 1 END, updated_at = $7
@@ -352,7 +356,6 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
 
   const enqueueMessage = async (i: EnqueueInput): Promise<EnqueueResult> => {
     const key = i.idempotencyKey ?? null;
-    const sql = i.kind === 'one-time' ? enqueueOneTimeSql : enqueueNotificationSql;
     const scene = i.kind === 'one-time' && typeof i.scene === 'number' ? i.scene : null;
     const args = [
       i.appId,
@@ -366,8 +369,14 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       key,
       i.requestHash ?? null,
     ];
+    // One scene: wait for a lock on its grant. Any scene: a grant nobody holds locked, else wait for a locked one.
+    const insert = async (c: Queryable): Promise<Row | undefined> => {
+      if (i.kind !== 'one-time') return one(c, enqueueNotificationSql, args);
+      if (scene !== null) return one(c, enqueueOneTimeWaitSql, args);
+      return (await one(c, enqueueOneTimeSkipSql, args)) ?? one(c, enqueueOneTimeWaitSql, args);
+    };
     if (key === null) {
-      const row = await one(pool, sql, args);
+      const row = await insert(pool);
       return row ? { ok: true, message: toMessage(row), created: true } : noGrant(i);
     }
     const existing = await byKey(pool, i.appId, key);
@@ -381,7 +390,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [i.appId, key]);
       const prior = await byKey(c, i.appId, key);
       if (prior) return { existing: prior };
-      const r = await one(c, sql, args);
+      const r = await insert(c);
       if (!r) throw ROLLBACK;
       return { row: r };
     }).catch((err: unknown) => {

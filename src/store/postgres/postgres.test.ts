@@ -221,6 +221,45 @@ describe.skipIf(skip)('postgres store', () => {
     }
   });
 
+  it('a send waits for a grant another transaction merely holds locked, for one scene or any', async () => {
+    const store = createPostgresStore({ url: db.url, poolSize: 2 });
+    const lock = new pg.Client({ connectionString: db.url });
+    await lock.connect();
+    try {
+      for (const scene of [7, 'any'] as const) {
+        const openid = `oLock-${scene}`;
+        await store.grants.recordOneTime({ appId: 'lock', openid, templateId: 't', scene: 7, now: 1 });
+        // What a consent callback re-confirming that grant does: it keeps the grant available but locks its row.
+        await lock.query('BEGIN');
+        await lock.query(
+          `UPDATE grants SET confirmed_at = 2, updated_at = 2 WHERE app_id = 'lock' AND openid = $1 AND state = 'available'`,
+          [openid],
+        );
+        let settled = false;
+        const sent = store.outbox
+          .enqueueMessage({
+            appId: 'lock',
+            kind: 'one-time',
+            openid,
+            templateId: 't',
+            scene,
+            payload: { title: 't', content: 'c' },
+            now: 3,
+          })
+          .finally(() => (settled = true));
+        await new Promise((r) => setTimeout(r, 200));
+        expect(settled, `scene ${scene}: answered while the row was locked`).toBe(false);
+        await lock.query('COMMIT');
+        const r = await sent;
+        expect(r.ok ? r.message.scene : r, `scene ${scene}`).toBe(7);
+      }
+    } finally {
+      await lock.query('ROLLBACK').catch(() => {});
+      await lock.end();
+      await store.close();
+    }
+  });
+
   it('reports an unreachable server as STORE_UNAVAILABLE', async () => {
     const store = createPostgresStore({ url: 'postgres://postgres@127.0.0.1:1/nowhere', poolSize: 1 });
     await expect(store.migrate()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
