@@ -53,7 +53,7 @@ function owning(store: TokenStore, extra: () => Promise<void>): TokenStore {
     get: (key) => store.get(key),
     tryAcquireLease: (key, owner, ttlMs, now) => store.tryAcquireLease(key, owner, ttlMs, now),
     releaseLease: (key, owner) => store.releaseLease(key, owner),
-    put: (key, token) => store.put(key, token),
+    put: (key, token, ifGeneration) => store.put(key, token, ifGeneration),
     invalidate: (key, value) => store.invalidate(key, value),
     reserveForceRefresh: (key, now, budget) => store.reserveForceRefresh(key, now, budget),
     async close() {

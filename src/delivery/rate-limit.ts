@@ -9,8 +9,9 @@ export type RateLimitOptions = {
 };
 
 /**
- * A token bucket per key (the key is the app id). `now` is passed in so every instance of a shared limiter and
- * every test agrees on time without sleeping.
+ * A token bucket per key (the key is the app id). `now` is passed in so tests agree on time without sleeping;
+ * a limiter shared by several instances may keep one clock of its own instead (the Redis limiter uses the server's),
+ * since instances' clocks disagree.
  */
 export interface RateLimiter {
   /**

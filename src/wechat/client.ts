@@ -57,7 +57,10 @@ export type WeChatClientOptions = {
   refreshAheadMs?: number;
   /** Retries of calls that are safe to repeat. @default { max: 2, baseDelayMs: 200, maxDelayMs: 5000 } */
   retries?: RetryOptions;
-  /** Token lease tuning. @default { ttlMs: 15000, waitMs: 20000, pollMs: 50 } */
+  /**
+   * Token lease tuning. The lease must outlive a token fetch, so `ttlMs` defaults to `totalTimeoutMs` + 15000.
+   * @default { ttlMs: 45000, waitMs: 20000, pollMs: 50 }
+   */
   lease?: { ttlMs?: number; waitMs?: number; pollMs?: number };
   /** Force-refresh budget. @default { dailyLimit: 20, minIntervalMs: 30000 } */
   forceRefresh?: { dailyLimit?: number; minIntervalMs?: number };

@@ -198,6 +198,8 @@ export type CallSpec = {
 /** The SDK's HTTP layer. */
 export type Http = {
   readonly hosts: Record<Host, string>;
+  /** The longest one call may take, retries and backoff included, in ms (the token lease must outlive it). */
+  readonly totalTimeoutMs: number;
   /** Performs the call; resolves with the parsed reply (errcode 0) or throws a typed error. */
   call(spec: CallSpec): Promise<Record<string, unknown>>;
   close(): Promise<void>;
@@ -411,5 +413,5 @@ export function createHttp(deps: HttpDeps, options: HttpOptions = {}): Http {
     }
   }
 
-  return { hosts, call, close: () => deps.transport.close() };
+  return { hosts, totalTimeoutMs, call, close: () => deps.transport.close() };
 }

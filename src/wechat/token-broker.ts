@@ -1,4 +1,4 @@
-// The access-token broker: stable_token (or classic /cgi-bin/token), refresh ahead of expiry, single-flight per process, a refresh lease across processes, compare-and-invalidate, and the force-refresh budget.
+// The access-token broker: stable_token (or classic /cgi-bin/token), refresh ahead of expiry, one refresh at a time per process, a refresh lease across processes, compare-and-put, compare-and-invalidate, and the force-refresh budget.
 import { AppError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { WeChatApiError, WeChatBadResponseError } from './errors.js';
@@ -24,7 +24,11 @@ export type TokenBrokerOptions = {
    * WeChat only issues the next stable token in the last 5 minutes. @default 180000
    */
   refreshAheadMs?: number | undefined;
-  /** Lifetime of the cross-process refresh lease in ms. @default 15000 */
+  /**
+   * Lifetime of the cross-process refresh lease in ms. It must outlive the token fetch, or a second process
+   * refreshes too (a conditional store write then keeps the newer token, but WeChat has issued two).
+   * @default the HTTP layer's total budget (`totalTimeoutMs`, 30000) + 15000, e.g. 45000
+   */
   leaseTtlMs?: number | undefined;
   /** How long to wait for another process's refresh before failing with WX_TOKEN_LEASE_TIMEOUT, in ms. @default 20000 */
   leaseWaitMs?: number | undefined;
@@ -56,9 +60,15 @@ export type TokenBroker = {
   getToken(): Promise<AccessToken>;
   /** The local copy when it is fresh (no I/O, no promise): the send hot path. */
   peek(): AccessToken | undefined;
-  /** Drops `failedToken` locally and in the store, but only if it is still the current one. */
+  /**
+   * Drops `failedToken` locally and in the store, but only if it is still the current one. From the call on, this
+   * broker never hands `failedToken` out again, even if a store read races with the store's invalidation.
+   */
   invalidateToken(failedToken: string): Promise<void>;
-  /** Forces a new token (stable_token force_refresh); guarded by the shared budget. */
+  /**
+   * Forces a new token (stable_token force_refresh); guarded by the shared budget. Takes the refresh lease like a
+   * normal refresh, so it waits for one in flight instead of being overwritten by it.
+   */
   forceRefreshToken(): Promise<AccessToken>;
 };
 
@@ -85,12 +95,15 @@ function readToken(
   return { value, expiresAt: now + expiresIn * 1000, fetchedAt: now };
 }
 
+/** Added to the HTTP budget for the lease: store round trips around the fetch and clock skew between instances. */
+const LEASE_MARGIN_MS = 15_000;
+
 /** Creates the token broker of one app. */
 export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOptions): TokenBroker {
   const mode = options.mode ?? 'stable';
   const key = `token:${options.appId}:${mode}`;
   const refreshAheadMs = options.refreshAheadMs ?? 180_000;
-  const leaseTtlMs = options.leaseTtlMs ?? 15_000;
+  const leaseTtlMs = options.leaseTtlMs ?? deps.http.totalTimeoutMs + LEASE_MARGIN_MS;
   const leaseWaitMs = options.leaseWaitMs ?? 20_000;
   const pollIntervalMs = options.pollIntervalMs ?? 50;
   const dailyLimit = options.forceRefresh?.dailyLimit ?? 20;
@@ -100,6 +113,14 @@ export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOpt
 
   let local: AccessToken | undefined;
   let inflight: Promise<AccessToken> | undefined;
+  let forcing: Promise<AccessToken> | undefined;
+  // Refreshes of this process, normal or forced, run one after the other: the lease belongs to the process (a second
+  // refresh of the same owner would share it, and the first to finish would release it under the other).
+  let tail: Promise<unknown> = Promise.resolve();
+  // The last token WeChat rejected: treated as absent wherever it is read, since a networked store may still
+  // return it while (or even after) our compare-and-invalidate is on its way. Cleared once another one is adopted.
+  let rejected: string | undefined;
+  const usable = (t: StoredToken | undefined): t is StoredToken => t !== undefined && t.value !== rejected;
 
   const refreshAt = (t: { expiresAt: number; fetchedAt?: number }) =>
     t.expiresAt -
@@ -107,7 +128,9 @@ export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOpt
       refreshAheadMs,
       Math.max(0, (t.expiresAt - (t.fetchedAt ?? t.expiresAt - 2 * refreshAheadMs)) / 2),
     );
-  const adopt = (t: StoredToken): AccessToken => {
+  /** `fetched`: `t` is what WeChat just gave us, so it is good even if it equals a token rejected earlier. */
+  const adopt = (t: StoredToken, fetched = false): AccessToken => {
+    if (fetched || t.value !== rejected) rejected = undefined;
     local = { value: t.value, generation: t.generation, expiresAt: t.expiresAt };
     localRefreshAt = refreshAt(t);
     return local;
@@ -159,26 +182,60 @@ export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOpt
     }
   }
 
-  async function refresh(): Promise<AccessToken> {
+  async function reserveForceRefresh(): Promise<void> {
+    const now = clock.now();
+    const decision = await store.reserveForceRefresh(key, now, {
+      dailyLimit,
+      minIntervalMs,
+      ...wechatDay(now),
+    });
+    if (!decision.ok) {
+      throw new AppError('WX_FORCE_REFRESH_BUDGET', {
+        details: { reason: decision.reason, retryAfterMs: decision.retryAfterMs },
+      });
+    }
+  }
+
+  /** Gets a new token under the cross-process lease (or adopts the one another process stores meanwhile). */
+  async function refresh(force: boolean): Promise<AccessToken> {
     const giveUpAt = performance.now() + leaseWaitMs;
+    let reserved = false;
     for (;;) {
       const now = clock.now();
       const stored = await store.get(key);
-      if (stored && now < refreshAt(stored)) return adopt(stored);
+      if (!force && usable(stored) && now < refreshAt(stored)) return adopt(stored);
       if (await store.tryAcquireLease(key, deps.ownerId, leaseTtlMs, now)) {
         try {
           const again = await store.get(key);
-          if (again && clock.now() < refreshAt(again)) return adopt(again);
-          const fresh = await fetchFromWeChat(false);
-          return adopt(await store.put(key, fresh));
+          if (!force && usable(again) && clock.now() < refreshAt(again)) return adopt(again);
+          if (force && !reserved) {
+            await reserveForceRefresh();
+            reserved = true;
+          }
+          const fresh = await fetchFromWeChat(force);
+          // Compare-and-put against what we read under the lease: if another process refreshed meanwhile (our lease
+          // ran out), its token is at least as new as ours, so keep it. A forced stable token is the exception: it
+          // revokes every token issued before it, and any issued after it is the same token.
+          const saved = await store.put(
+            key,
+            fresh,
+            force && mode === 'stable' ? undefined : (again?.generation ?? 0),
+          );
+          if (saved.value === fresh.value) return adopt(saved, true);
+          logger.info(
+            { appId: options.appId, mode },
+            'another process stored a newer access token; adopting it',
+          );
+          if (usable(saved) && clock.now() < saved.expiresAt) return adopt(saved);
+          // What it stored is unusable too (rejected meanwhile): go round again, within the wait budget.
         } finally {
           await store
             .releaseLease(key, deps.ownerId)
             .catch((err: unknown) => logger.warn({ err: String(err) }, 'could not release token lease'));
         }
       }
-      // Another process is refreshing. A token that still works is good enough meanwhile.
-      if (stored && now < stored.expiresAt) return adopt(stored);
+      // Another process is refreshing. A token that still works is good enough meanwhile (not for a forced refresh).
+      if (!force && usable(stored) && now < stored.expiresAt) return adopt(stored);
       if (performance.now() >= giveUpAt) {
         throw new AppError('WX_TOKEN_LEASE_TIMEOUT', {
           details: { appId: options.appId, waitedMs: leaseWaitMs },
@@ -188,11 +245,26 @@ export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOpt
     }
   }
 
+  function serially(run: () => Promise<AccessToken>): Promise<AccessToken> {
+    const p = tail.then(run);
+    tail = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Joins the normal refresh of this process, or starts one after any forced refresh under way. */
   function singleFlight(): Promise<AccessToken> {
-    inflight ??= refresh().finally(() => {
+    inflight ??= serially(() => refresh(false)).finally(() => {
       inflight = undefined;
     });
     return inflight;
+  }
+
+  /** Joins the forced refresh of this process, or starts one after any refresh under way. */
+  function forceFlight(): Promise<AccessToken> {
+    forcing ??= serially(() => refresh(true)).finally(() => {
+      forcing = undefined;
+    });
+    return forcing;
   }
 
   return {
@@ -217,6 +289,7 @@ export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOpt
       return singleFlight();
     },
     async invalidateToken(failedToken) {
+      rejected = failedToken;
       if (local?.value === failedToken) {
         local = undefined;
         localRefreshAt = 0;
@@ -224,20 +297,8 @@ export function createTokenBroker(deps: TokenBrokerDeps, options: TokenBrokerOpt
       const dropped = await store.invalidate(key, failedToken);
       logger.info({ appId: options.appId, droppedFromStore: dropped }, 'access token rejected by WeChat');
     },
-    async forceRefreshToken() {
-      const now = clock.now();
-      const decision = await store.reserveForceRefresh(key, now, {
-        dailyLimit,
-        minIntervalMs,
-        ...wechatDay(now),
-      });
-      if (!decision.ok) {
-        throw new AppError('WX_FORCE_REFRESH_BUDGET', {
-          details: { reason: decision.reason, retryAfterMs: decision.retryAfterMs },
-        });
-      }
-      const fresh = await fetchFromWeChat(true);
-      return adopt(await store.put(key, fresh));
+    forceRefreshToken() {
+      return forceFlight();
     },
   };
 }

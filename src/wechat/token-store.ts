@@ -75,8 +75,15 @@ export interface TokenStore {
   tryAcquireLease(key: string, owner: string, ttlMs: number, now: number): Promise<boolean>;
   /** Releases the lease if `owner` still holds it. */
   releaseLease(key: string, owner: string): Promise<void>;
-  /** Stores a new credential; its generation is the previous one + 1 (1 for the first). */
-  put(key: string, token: NewToken): Promise<StoredToken>;
+  /**
+   * Stores a new credential; its generation is the previous one + 1 (1 for the first).
+   * With `ifGeneration` the write is conditional (compare-and-put): it only happens when the current credential
+   * still has that generation, or when there is none (never stored, or invalidated). Otherwise the store is left
+   * alone and the current credential is returned instead, so a refresh that lost a race never puts an older token
+   * over a newer one. Pass the generation read before fetching, or 0 when nothing was read (generations start at 1).
+   * @example const saved = await store.put(key, fresh, read?.generation ?? 0); // adopt `saved` either way
+   */
+  put(key: string, token: NewToken, ifGeneration?: number): Promise<StoredToken>;
   /**
    * Invalidates the credential only if its value is still `value` (compare-and-invalidate).
    * @returns true when it was invalidated; false when another value is current (someone already refreshed).

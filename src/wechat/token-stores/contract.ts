@@ -90,6 +90,60 @@ export function runTokenStoreContract(name: string, options: TokenStoreContractO
       expect(c.generation).toBe(3);
     });
 
+    it('puts conditionally: only over the generation read, or when no credential is current', async () => {
+      const s = await open();
+      const k = key();
+      await s.tryAcquireLease(k, 'a', 10_000, T0); // a lease alone makes no credential
+      const a = await s.put(k, { value: 'A', expiresAt: T0 + 1000, fetchedAt: T0 }, 0);
+      expect(a).toMatchObject({ value: 'A', generation: 1 });
+      // Read nothing, but another process stored A meanwhile: A stays and is returned.
+      expect(await s.put(k, { value: 'LATE', expiresAt: T0 + 900, fetchedAt: T0 - 1 }, 0)).toMatchObject({
+        value: 'A',
+        expiresAt: T0 + 1000,
+        fetchedAt: T0,
+        generation: 1,
+      });
+      expect(await s.put(k, { value: 'B', expiresAt: T0 + 2000, fetchedAt: T0 + 1 }, 1)).toMatchObject({
+        value: 'B',
+        generation: 2,
+      });
+      expect(await s.put(k, { value: 'OLD', expiresAt: T0 + 1500, fetchedAt: T0 }, 1)).toMatchObject({
+        value: 'B',
+        generation: 2,
+      });
+      expect(await s.get(k)).toMatchObject({
+        value: 'B',
+        expiresAt: T0 + 2000,
+        fetchedAt: T0 + 1,
+        generation: 2,
+      });
+      // Once the current credential is invalidated nothing is current, so the write goes ahead.
+      expect(await s.invalidate(k, 'B')).toBe(true);
+      expect(await s.put(k, { value: 'C', expiresAt: T0 + 3000, fetchedAt: T0 + 2 }, 2)).toMatchObject({
+        value: 'C',
+        generation: 3,
+      });
+      // Without a condition the write always happens.
+      expect(await s.put(k, { value: 'D', expiresAt: T0 + 4000, fetchedAt: T0 + 3 })).toMatchObject({
+        value: 'D',
+        generation: 4,
+      });
+    });
+
+    it('lets exactly one of many concurrent conditional puts through', async () => {
+      const s = await open();
+      const k = key();
+      await s.put(k, { value: 'seed', expiresAt: T0 + 1000, fetchedAt: T0 });
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          s.put(k, { value: `v${i}`, expiresAt: T0 + 2000, fetchedAt: T0 }, 1),
+        ),
+      );
+      const winner = await s.get(k);
+      expect(winner).toMatchObject({ generation: 2 });
+      expect(results.map((r) => [r.value, r.generation])).toEqual(results.map(() => [winner?.value, 2]));
+    });
+
     it('grants the refresh lease to one owner until it expires or is released', async () => {
       const s = await open();
       const k = key();
@@ -157,6 +211,9 @@ export function runTokenStoreContract(name: string, options: TokenStoreContractO
         const k = key();
         await s1.put(k, { value: 'shared', expiresAt: T0 + 1000, fetchedAt: T0 });
         expect((await s2.get(k))?.value).toBe('shared');
+        expect((await s2.put(k, { value: 'stale', expiresAt: T0 + 1000, fetchedAt: T0 }, 0)).value).toBe(
+          'shared',
+        );
         expect(await s2.tryAcquireLease(k, 'x', 10_000, T0)).toBe(true);
         expect(await s1.tryAcquireLease(k, 'y', 10_000, T0)).toBe(false);
         expect(await s2.invalidate(k, 'shared')).toBe(true);

@@ -55,8 +55,9 @@ export function createMemoryTokenStore(): TokenStore {
         r.leaseUntil = 0;
       }
     },
-    async put(key, token: NewToken) {
+    async put(key, token: NewToken, ifGeneration?: number) {
       const r = row(key);
+      if (ifGeneration !== undefined && r.token && r.token.generation !== ifGeneration) return { ...r.token };
       r.generation += 1;
       r.token = {
         value: token.value,

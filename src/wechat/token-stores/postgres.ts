@@ -88,15 +88,31 @@ export function createPostgresTokenStore(pool: pg.Pool, options: PostgresTokenSt
         [key, owner],
       );
     },
-    async put(key, token: NewToken) {
+    async put(key, token: NewToken, ifGeneration?: number) {
       await init();
-      const res = await pool.query<Row>(
-        `INSERT INTO ${table} AS t (key, value, expires_at, fetched_at, generation, bound_generation) VALUES ($1, $2, $3, $4, 1, $5)
-         ON CONFLICT (key) DO UPDATE SET value = $2, expires_at = $3, fetched_at = $4, generation = t.generation + 1, bound_generation = $5
-         RETURNING ${cols}`,
-        [key, token.value, token.expiresAt, token.fetchedAt, token.boundGeneration ?? null],
-      );
-      return tokenFromRow(res.rows[0]) as StoredToken;
+      for (;;) {
+        // The conflict branch re-checks its WHERE on the locked, latest row version, so the compare is atomic.
+        const res = await pool.query<Row>(
+          `INSERT INTO ${table} AS t (key, value, expires_at, fetched_at, generation, bound_generation) VALUES ($1, $2, $3, $4, 1, $5)
+           ON CONFLICT (key) DO UPDATE SET value = $2, expires_at = $3, fetched_at = $4, generation = t.generation + 1, bound_generation = $5
+           WHERE $6::integer IS NULL OR t.value IS NULL OR t.generation = $6::integer
+           RETURNING ${cols}`,
+          [
+            key,
+            token.value,
+            token.expiresAt,
+            token.fetchedAt,
+            token.boundGeneration ?? null,
+            ifGeneration ?? null,
+          ],
+        );
+        if (res.rows[0]) return tokenFromRow(res.rows[0]) as StoredToken;
+        const current = tokenFromRow(
+          (await pool.query<Row>(`SELECT ${cols} FROM ${table} WHERE key = $1`, [key])).rows[0],
+        );
+        // Invalidated between the two statements: nothing is current any more, so the write may go ahead now.
+        if (current) return current;
+      }
     },
     async invalidate(key, value) {
       await init();

@@ -1,4 +1,4 @@
-// Redis TokenStore (ioredis): tokens as JSON under a key prefix, a SET-PX lease, Lua scripts for compare-and-invalidate, compare-and-delete and the budget.
+// Redis TokenStore (ioredis): tokens as JSON under a key prefix, a SET-PX lease, Lua scripts for compare-and-put, compare-and-invalidate, compare-and-delete and the budget.
 import type { Redis } from 'ioredis';
 import type { ForceRefreshDecision, NewToken, StoredToken, TokenStore } from '../token-store.js';
 
@@ -8,8 +8,13 @@ export type RedisTokenStoreOptions = {
   prefix?: string;
 };
 
-// KEYS[1]=token KEYS[2]=generation counter; ARGV[1]=json without generation
+// KEYS[1]=token KEYS[2]=generation counter; ARGV[1]=json without generation, ARGV[2]=ifGeneration ('' = unconditional).
+// Returns the stored JSON: the new credential, or the current one when the condition failed.
 const PUT = `
+if ARGV[2] ~= '' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur and tonumber(cjson.decode(cur)['generation']) ~= tonumber(ARGV[2]) then return cur end
+end
 local gen = redis.call('INCR', KEYS[2])
 local t = cjson.decode(ARGV[1])
 t['generation'] = gen
@@ -97,14 +102,21 @@ export function createRedisTokenStore(redis: Redis, options: RedisTokenStoreOpti
     async releaseLease(key, owner) {
       await redis.eval(RELEASE, 1, k(key, 'lease'), owner);
     },
-    async put(key, token: NewToken) {
+    async put(key, token: NewToken, ifGeneration?: number) {
       const body: Record<string, unknown> = {
         value: token.value,
         expiresAt: token.expiresAt,
         fetchedAt: token.fetchedAt,
       };
       if (token.boundGeneration !== undefined) body.boundGeneration = token.boundGeneration;
-      const s = (await redis.eval(PUT, 2, k(key, 'token'), k(key, 'gen'), JSON.stringify(body))) as string;
+      const s = (await redis.eval(
+        PUT,
+        2,
+        k(key, 'token'),
+        k(key, 'gen'),
+        JSON.stringify(body),
+        ifGeneration === undefined ? '' : String(ifGeneration),
+      )) as string;
       return parse(s) as StoredToken;
     },
     async invalidate(key, value) {

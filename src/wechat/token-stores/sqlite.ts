@@ -69,14 +69,34 @@ export function createSqliteTokenStore(
   const release = conn.prepare(
     `UPDATE ${table} SET lease_owner = NULL, lease_until = 0 WHERE key = ? AND lease_owner = ?`,
   );
+  // No row is returned when `ifGeneration` is set and another credential is current (see TokenStore.put).
   const putStmt = conn.prepare<
-    { key: string; value: string; expiresAt: number; fetchedAt: number; bound: number | null },
+    {
+      key: string;
+      value: string;
+      expiresAt: number;
+      fetchedAt: number;
+      bound: number | null;
+      ifGeneration: number | null;
+    },
     Row
   >(
     `INSERT INTO ${table} (key, value, expires_at, fetched_at, generation, bound_generation) VALUES (@key, @value, @expiresAt, @fetchedAt, 1, @bound)
      ON CONFLICT(key) DO UPDATE SET value = @value, expires_at = @expiresAt, fetched_at = @fetchedAt, generation = ${table}.generation + 1, bound_generation = @bound
+     WHERE @ifGeneration IS NULL OR ${table}.value IS NULL OR ${table}.generation = @ifGeneration
      RETURNING value, expires_at, fetched_at, generation, bound_generation, fr_day, fr_count, fr_last_at`,
   );
+  const put = conn.transaction((key: string, token: NewToken, ifGeneration: number | null): StoredToken => {
+    const written = putStmt.get({
+      key,
+      value: token.value,
+      expiresAt: token.expiresAt,
+      fetchedAt: token.fetchedAt,
+      bound: token.boundGeneration ?? null,
+      ifGeneration,
+    });
+    return tokenFromRow(written ?? selectRow.get(key)) as StoredToken;
+  });
   const invalidateStmt = conn.prepare(
     `UPDATE ${table} SET value = NULL, expires_at = NULL, fetched_at = NULL WHERE key = ? AND value = ?`,
   );
@@ -107,15 +127,8 @@ export function createSqliteTokenStore(
     async releaseLease(key, owner) {
       release.run(key, owner);
     },
-    async put(key, token: NewToken) {
-      const r = putStmt.get({
-        key,
-        value: token.value,
-        expiresAt: token.expiresAt,
-        fetchedAt: token.fetchedAt,
-        bound: token.boundGeneration ?? null,
-      });
-      return tokenFromRow(r) as StoredToken;
+    async put(key, token: NewToken, ifGeneration?: number) {
+      return put.immediate(key, token, ifGeneration ?? null);
     },
     async invalidate(key, value) {
       return invalidateStmt.run(key, value).changes === 1;
