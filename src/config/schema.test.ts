@@ -51,6 +51,11 @@ describe('parseConfig', () => {
 
   it('checks cross-field rules', () => {
     expect(() => parseConfig({ delivery: { backoffBaseMs: 70_000 } })).toThrow(/backoffBaseMs/);
+    // The path of publicBaseUrl scopes the consent cookies: `;` would cut their Path attribute short.
+    expect(() => parseConfig({ publicBaseUrl: 'https://svc.example.com/a;b' })).toThrow(/publicBaseUrl/);
+    expect(parseConfig({ publicBaseUrl: 'https://svc.example.com/wxsub/' }).publicBaseUrl).toBe(
+      'https://svc.example.com/wxsub/',
+    );
   });
 });
 

@@ -66,7 +66,7 @@ export const serviceConfigSchema = z
     host: z.string().min(1).default('127.0.0.1'),
     /** Port to listen on (0 = any free port). Env `WXSUB_PORT`. @default 3000 */
     port: port.default(3000),
-    /** Public URL of the service as browsers reach it (used for the consent callback); '' = derived from the request. Env `WXSUB_PUBLIC_BASE_URL`. @default '' */
+    /** Public URL of the service as browsers reach it, with the path a path-prefix proxy adds (used for the consent callback; its path scopes the consent cookies); '' = derived from the request. Env `WXSUB_PUBLIC_BASE_URL`. @default '' @example 'https://svc.example.com/wxsub' */
     publicBaseUrl: optionalHttpUrl.default(''),
     /** Directory for local data. Env `WXSUB_DATA_DIR`. @default './data' */
     dataDir: z.string().min(1).default('./data'),
@@ -97,6 +97,10 @@ export const serviceConfigSchema = z
     delivery: deliverySchema.prefault({}),
   })
   .superRefine((c, ctx) => {
+    // Its path becomes the consent cookies' Path attribute, where `;` would end the attribute.
+    if (c.publicBaseUrl !== '' && new URL(c.publicBaseUrl).pathname.includes(';')) {
+      ctx.addIssue({ code: 'custom', path: ['publicBaseUrl'], message: "its path must not contain ';'" });
+    }
     if (c.delivery.backoffBaseMs > c.delivery.backoffMaxMs) {
       ctx.addIssue({
         code: 'custom',
@@ -157,7 +161,8 @@ const ROWS: Row[] = [
   {
     path: 'publicBaseUrl',
     env: 'WXSUB_PUBLIC_BASE_URL',
-    meaning: 'Public URL of the service as browsers reach it (consent callback); empty = from the request',
+    meaning:
+      'Public URL of the service as browsers reach it, incl. a proxy path prefix (consent callback, consent cookie path); empty = from the request',
   },
   { path: 'dataDir', env: 'WXSUB_DATA_DIR', meaning: 'Directory for local data' },
   { path: 'sqlitePath', env: 'WXSUB_SQLITE_PATH', meaning: 'SQLite file used when no DATABASE_URL is set' },

@@ -1,7 +1,11 @@
 // The `next` redirect allowlist (no open redirects) and the outcome URL that keeps a `#/route` fragment intact.
 
-/** Longest `next` accepted (it travels in a cookie). */
-export const MAX_NEXT_LENGTH = 2048;
+/**
+ * Longest `next` accepted, in characters of its normalized form (see {@link Allowlist.normalize}). It travels in
+ * a link cookie, and a browser may hold a few of those at once (consent-cookie.ts MAX_KEPT_LINK_COOKIES) within
+ * the Cookie header limit of servers (Node: 16 KiB for all headers); a page URL needs far less.
+ */
+export const MAX_NEXT_LENGTH = 1024;
 
 type Entry = { origin: string; path: string };
 
@@ -9,12 +13,24 @@ const ALLOWLIST_MEMO_MAX = 1024;
 
 /** A compiled allowlist. */
 export type Allowlist = {
-  /** True when `next` is an absolute http(s) URL under one of the entries. */
+  /**
+   * The WHATWG serialization of `next` (`new URL(next).href`: punycode host, percent-encoded path, query and
+   * fragment — visible ASCII only, so it can go into a `Location` header) when `next` is an absolute http(s) URL
+   * under one of the entries and that serialization is at most {@link MAX_NEXT_LENGTH} characters; else null.
+   * @example createAllowlist(['http://app.test']).normalize('http://ａpp.test/商品#/详情')
+   *   // 'http://app.test/%E5%95%86%E5%93%81#/%E8%AF%A6%E6%83%85'
+   */
+  normalize(next: string): string | null;
+  /** True when {@link Allowlist.normalize} accepts `next`. */
   allows(next: string): boolean;
 };
 
+/** A `Location` header value: visible ASCII (RFC 9110; Node refuses characters above U+00FF). */
+const LOCATION_SAFE_RE = /^[\x21-\x7e]+$/;
+
 function parseAbsolute(url: string): URL | null {
   // Reject what browsers "fix up" differently from WHATWG parsers: backslashes, whitespace, control chars.
+  // Serializing never shortens a URL but for dot segments and default ports, so a longer input is not parsed.
   if (url.length === 0 || url.length > MAX_NEXT_LENGTH || /[\\\s\p{Cc}]/u.test(url)) return null;
   if (!/^https?:\/\//i.test(url)) return null;
   let u: URL;
@@ -42,33 +58,38 @@ export function createAllowlist(entries: readonly string[]): Allowlist {
   });
   // The answer for a given string never changes (the entries are fixed), and a service sees few distinct
   // `next` values: remember them (bounded, as `next` comes from requests) instead of parsing a URL each time.
-  const memo = new Map<string, boolean>();
-  const check = (next: string): boolean => {
+  const memo = new Map<string, string | null>();
+  const check = (next: string): string | null => {
     const u = parseAbsolute(next);
-    if (u === null) return false;
-    return compiled.some((e) => {
+    if (u === null) return null;
+    // Checked on the serialization, which is what is stored and redirected to. The URL standard makes it
+    // visible ASCII; the test keeps a callback from ever failing on its Location after the nonce is spent.
+    const href = u.href;
+    if (href.length > MAX_NEXT_LENGTH || !LOCATION_SAFE_RE.test(href)) return null;
+    const under = compiled.some((e) => {
       if (u.origin !== e.origin) return false;
       if (e.path === '/' || e.path === '') return true;
       if (e.path.endsWith('/')) return u.pathname.startsWith(e.path);
       return u.pathname === e.path || u.pathname.startsWith(`${e.path}/`);
     });
+    return under ? href : null;
   };
-  return {
-    allows(next: string): boolean {
-      if (next.length > MAX_NEXT_LENGTH) return false;
-      let ok = memo.get(next);
-      if (ok === undefined) {
-        ok = check(next);
-        if (memo.size >= ALLOWLIST_MEMO_MAX) memo.clear();
-        memo.set(next, ok);
-      }
-      return ok;
-    },
+  const normalize = (next: string): string | null => {
+    if (next.length > MAX_NEXT_LENGTH) return null;
+    let href = memo.get(next);
+    if (href === undefined) {
+      href = check(next);
+      if (memo.size >= ALLOWLIST_MEMO_MAX) memo.clear();
+      memo.set(next, href);
+    }
+    return href;
   };
+  return { normalize, allows: (next) => normalize(next) !== null };
 }
 
 /**
- * Adds query parameters to `url` BEFORE its fragment, leaving the fragment byte-for-byte as it was
+ * Adds query parameters to `url` (a normalized `next`, see {@link Allowlist.normalize}) BEFORE its fragment,
+ * leaving the fragment byte-for-byte as it was
  * (so hash-router routes like `#/orders/7?x=1` survive — unlike WeChat's own redirect, spec §1.3).
  * @example withQueryBeforeFragment('https://a.example/app?x=1#/done', { wxsub_outcome: 'confirmed' })
  *   // 'https://a.example/app?x=1&wxsub_outcome=confirmed#/done'

@@ -3,8 +3,22 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { hmacWith } from './hmac-sha256.js';
 import type { ConsentKeys } from './reserved-token.js';
 
-/** Path every consent cookie is scoped to. */
-export const CONSENT_COOKIE_PATH = '/consent';
+/**
+ * Path the consent cookies are scoped to: the path of the service's public base URL (trailing slashes removed)
+ * followed by `/consent`, so that behind a path-prefix proxy the browser sends them to the callback URL given to
+ * WeChat (`<publicBaseUrl>/consent/one-time/callback`). `''` (no public base URL) gives `/consent`.
+ * @example consentCookiePath('https://svc.example.com/wxsub/') // '/wxsub/consent'
+ */
+export function consentCookiePath(publicBaseUrl: string): string {
+  const prefix = publicBaseUrl === '' ? '' : new URL(publicBaseUrl).pathname.replace(/\/+$/, '');
+  return `${prefix}/consent`;
+}
+/**
+ * Link cookies a browser keeps when it starts one more flow: a start that brings more clears the oldest, so the
+ * consent cookies of one browser stay a few KiB however many links it abandons (each is up to ~1.5 KiB, see
+ * allowlist.ts MAX_NEXT_LENGTH), and the newest links stay valid.
+ */
+export const MAX_KEPT_LINK_COOKIES = 3;
 /** Name of the cookie remembering which openid confirmed in this browser (for `scene=auto`). */
 export const OPENID_COOKIE = 'wxsub_oid';
 const LINK_PREFIX = 'wxsub_c_';
@@ -18,7 +32,12 @@ export function linkCookieName(nonce: string): string {
 }
 
 /** The content of a link cookie. */
-export type LinkCookie = { cookieSecret: string; next: string };
+export type LinkCookie = {
+  cookieSecret: string;
+  next: string;
+  /** When the link was started, ms since the epoch (absent in cookies set before it was recorded). */
+  issuedAt?: number;
+};
 
 /** A link cookie read by {@link openLinkCookie}: its content and the MAC it carried (already verified). */
 export type OpenedLinkCookie = LinkCookie & {
@@ -57,9 +76,13 @@ export function newCookieSecret(): string {
   return randomBytes(16).toString('base64url');
 }
 
-/** The signed part of a link cookie: base64url of its JSON content (a fixed encoding of both fields). */
+/** The signed part of a link cookie: base64url of its JSON content (a fixed encoding of its fields). */
 export function linkCookiePayload(c: LinkCookie): string {
-  return payloadOf({ s: c.cookieSecret, n: c.next });
+  return payloadOf(
+    c.issuedAt === undefined
+      ? { s: c.cookieSecret, n: c.next }
+      : { s: c.cookieSecret, n: c.next, t: c.issuedAt },
+  );
 }
 
 /**
@@ -85,9 +108,42 @@ export function openLinkCookie(
 ): OpenedLinkCookie | null | undefined {
   const d = open(keys, 'link', value);
   if (d === undefined || d === null) return d;
-  const o = d.data as { s?: unknown; n?: unknown } | null;
+  const o = d.data as { s?: unknown; n?: unknown; t?: unknown } | null;
   if (o === null || typeof o.s !== 'string' || typeof o.n !== 'string') return null;
-  return { cookieSecret: o.s, next: o.n, mac: d.mac };
+  if (o.t === undefined) return { cookieSecret: o.s, next: o.n, mac: d.mac };
+  if (!Number.isSafeInteger(o.t)) return null;
+  return { cookieSecret: o.s, next: o.n, issuedAt: o.t as number, mac: d.mac };
+}
+
+/**
+ * The link cookies in a `Cookie` request header to clear so that at most `keep` remain: the oldest by issue time
+ * first. Cookies without one (set before it was recorded) and tampered ones count as oldest; ties go in header
+ * order, which browsers keep oldest first (RFC 6265 §5.4). Checks MACs only when there is a surplus.
+ * @example surplusLinkCookies(keys, request.headers.cookie, MAX_KEPT_LINK_COOKIES) // ['wxsub_c_…', …]
+ */
+export function surplusLinkCookies(keys: ConsentKeys, header: string | undefined, keep: number): string[] {
+  const names = linkCookieNames(header);
+  if (names.length <= keep) return [];
+  const dated = names.map((name, order) => ({
+    name,
+    order,
+    issuedAt: openLinkCookie(keys, readCookie(header, name))?.issuedAt ?? -1,
+  }));
+  dated.sort((a, b) => a.issuedAt - b.issuedAt || a.order - b.order);
+  return dated.slice(0, names.length - keep).map((c) => c.name);
+}
+
+/** Names of the link cookies in a `Cookie` header, each once, in header order. */
+function linkCookieNames(header: string | undefined): string[] {
+  if (header === undefined || !header.includes(LINK_PREFIX)) return [];
+  const names = new Set<string>();
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq === -1) continue;
+    const name = trimmed(pair, 0, eq);
+    if (name.startsWith(LINK_PREFIX)) names.add(name);
+  }
+  return [...names];
 }
 
 /** Serializes the signed openid hint for an app. */

@@ -1,7 +1,7 @@
 // The one-time consent `reserved` token: signed, expiring, single-use, [A-Za-z0-9] only, fixed 70 characters.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ErrorCode } from '../errors.js';
-import { linkCookieMac } from './consent-cookie.js';
+import { linkCookieMac, type LinkCookie } from './consent-cookie.js';
 import { hmacWith } from './hmac-sha256.js';
 
 /*
@@ -12,10 +12,10 @@ import { hmacWith } from './hmac-sha256.js';
  * mac         = HMAC-SHA256(tokenKey, bytes[0..33))[0..16)
  *
  * Version 2: `context` is the first 8 bytes of the link cookie's own MAC (consent-cookie.ts: the cookie is
- * `payload.mac`, payload = base64url(JSON {s: cookieSecret, n: next}), mac = HMAC(cookieKey, "link" \0 payload)[0..16)).
+ * `payload.mac`, payload = base64url(JSON {s: cookieSecret, n: next[, t: issuedAt]}), mac = HMAC(cookieKey, "link" \0 payload)[0..16)).
  * Version 1 used a separate HMAC(cookieKey, "ctx" \0 cookieSecret \0 next). Why this is as strong:
  * - The predicate is unchanged: "the browser holds the cookie that was set together with this link". The payload
- *   is a fixed, injective encoding of (cookieSecret, next), so binding to its MAC binds (cookieSecret, next).
+ *   is a fixed, injective encoding of (cookieSecret, next[, issuedAt]), so binding to its MAC binds them all.
  * - The callback accepts only a cookie whose 16-byte MAC verifies under the cookie key (nobody without the key can
  *   make one) AND whose MAC starts with the token's `context` (which the token key authenticates). A cookie of
  *   another flow carries an unrelated MAC (fresh 128-bit cookieSecret), so it matches with probability 2^-64, the
@@ -120,8 +120,8 @@ function appTemplateHash(appId: string, templateId: string): Buffer {
   return h;
 }
 
-function contextHash(keys: ConsentKeys, cookieSecret: string, next: string): Buffer {
-  return linkCookieMac(keys, { cookieSecret, next }).subarray(0, CONTEXT_LEN);
+function contextHash(keys: ConsentKeys, cookie: LinkCookie): Buffer {
+  return linkCookieMac(keys, cookie).subarray(0, CONTEXT_LEN);
 }
 
 function mac(keys: ConsentKeys, body: Uint8Array): Buffer {
@@ -138,6 +138,8 @@ export type ReservedBinding = {
   next: string;
   /** Random value stored in the consent cookie of the browser that started the flow. */
   cookieSecret: string;
+  /** The issue time the link cookie carries, if it carries one (consent-cookie.ts LinkCookie). */
+  issuedAt?: number;
 };
 
 /** A signed token and its id. */
@@ -177,7 +179,7 @@ export function signReserved(
   o += 2;
   body.set(appTemplateHash(binding.appId, binding.templateId), o);
   o += APP_TPL_LEN;
-  body.set(contextHash(keys, binding.cookieSecret, binding.next), o);
+  body.set(contextHash(keys, binding), o);
   const raw = Buffer.concat([body, mac(keys, body)]);
   return {
     token: base62Encode(raw),
@@ -233,7 +235,7 @@ export function verifyReserved(keys: ConsentKeys, token: unknown): ReservedCheck
  * only as `openLinkCookie` (consent-cookie.ts) returned it (verified); then the binding is compared without another HMAC. An
  * empty `mac` stands for a cookie that was present but tampered: it matches no token.
  */
-export type ExpectedCookie = { cookieSecret: string; next: string; mac?: Uint8Array };
+export type ExpectedCookie = LinkCookie & { mac?: Uint8Array };
 
 /** What a callback must match: the service's app, the callback's template and scene, the browser's cookie, the time. */
 export type ReservedExpectation = {
@@ -276,10 +278,7 @@ export function checkReservedClaims(
   if (claims.scene !== expected.scene) return { ok: false, code: 'CONSENT_SCENE_MISMATCH', claims };
   const cookie = expected.cookie;
   if (cookie === null) return { ok: false, code: 'CONSENT_COOKIE_MISSING', claims };
-  const context =
-    cookie.mac === undefined
-      ? contextHash(keys, cookie.cookieSecret, cookie.next)
-      : cookie.mac.subarray(0, CONTEXT_LEN);
+  const context = cookie.mac === undefined ? contextHash(keys, cookie) : cookie.mac.subarray(0, CONTEXT_LEN);
   if (context.length !== CONTEXT_LEN || !timingSafeEqual(claims.context, context)) {
     return { ok: false, code: 'CONSENT_COOKIE_MISMATCH', claims };
   }

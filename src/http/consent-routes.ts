@@ -2,11 +2,12 @@
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
-import { createAllowlist, MAX_NEXT_LENGTH, withQueryBeforeFragment } from '../consent/allowlist.js';
+import { createAllowlist, withQueryBeforeFragment } from '../consent/allowlist.js';
 import { parseOneTimeCallback, parseScene } from '../consent/callback-query.js';
 import {
-  CONSENT_COOKIE_PATH,
+  MAX_KEPT_LINK_COOKIES,
   OPENID_COOKIE,
+  consentCookiePath,
   linkCookieName,
   newCookieSecret,
   openLinkCookie,
@@ -14,6 +15,7 @@ import {
   readCookie,
   sealLinkCookie,
   sealOpenidCookie,
+  surplusLinkCookies,
 } from '../consent/consent-cookie.js';
 import {
   checkReservedClaims,
@@ -32,8 +34,6 @@ export const MAX_CONSENT_QUERY_BYTES = 8192;
 /** Path of the callback WeChat redirects back to. */
 export const ONE_TIME_CALLBACK_PATH = '/consent/one-time/callback';
 const OPENID_COOKIE_MAX_AGE_S = 365 * 24 * 3600;
-/** Attributes of a cleared link cookie, as @fastify/cookie's clearCookie writes them. */
-const CLEARED_COOKIE_ATTRS = `Max-Age=0; Path=${CONSENT_COOKIE_PATH}; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Lax`;
 /** A cookie that was present but failed its MAC: an empty MAC, which matches no token (see ExpectedCookie). */
 const TAMPERED_COOKIE = { cookieSecret: '', next: '', mac: Buffer.alloc(0) } as const;
 const TEMPLATE_RE = /^[A-Za-z0-9_-]{1,128}$/;
@@ -77,9 +77,12 @@ function one(query: unknown, key: string): string | undefined {
   return v;
 }
 
-function publicBase(config: ServiceConfig, request: FastifyRequest): string {
-  if (config.publicBaseUrl !== '') return config.publicBaseUrl.replace(/\/+$/, '');
-  return `${request.protocol}://${request.host}`;
+/** `publicBaseUrl` without trailing slashes (null when unset: then each request's own origin). */
+function configuredPublicBase(publicBaseUrl: string): string | null {
+  if (publicBaseUrl === '') return null;
+  // Origin and path as consentCookiePath reads them, so the cookies' path is a prefix of the callback's.
+  const u = new URL(publicBaseUrl);
+  return `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
 }
 
 /** Picks a scene for `scene=auto`: one this browser's user has never held, else a random one. */
@@ -110,12 +113,18 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
   const ttlMs = d.config.consent.ttlSeconds * 1000;
   const secureCookies = d.config.publicBaseUrl.startsWith('https:');
   const oneTimeTemplates = new Set(d.config.consent.oneTimeTemplates);
+  const fixedPublicBase = configuredPublicBase(d.config.publicBaseUrl);
+  const publicBase = (request: FastifyRequest) => fixedPublicBase ?? `${request.protocol}://${request.host}`;
+  const cookiePath = consentCookiePath(d.config.publicBaseUrl);
 
   // Every Set-Cookie line here is a fixed shape over [A-Za-z0-9_.-] names and values: written directly, it is
   // byte-for-byte what @fastify/cookie's setCookie/clearCookie would serialize (consent-routes.test.ts compares),
   // and the service needs no cookie plugin, whose hooks would parse and serialize on every request of every route.
   const cookieAttrs = (maxAgeS: number, secure: boolean) =>
-    `Max-Age=${maxAgeS}; Path=${CONSENT_COOKIE_PATH}; HttpOnly; ${secure ? 'Secure; ' : ''}SameSite=Lax`;
+    `Max-Age=${maxAgeS}; Path=${cookiePath}; HttpOnly; ${secure ? 'Secure; ' : ''}SameSite=Lax`;
+  // A cleared cookie, as @fastify/cookie's clearCookie writes it (same path, or the browser keeps the cookie).
+  const clearedCookie = (name: string) =>
+    `${name}=; Max-Age=0; Path=${cookiePath}; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Lax`;
   const openidCookieAttrs = cookieAttrs(OPENID_COOKIE_MAX_AGE_S, false);
   const openidCookieAttrsSecure = cookieAttrs(OPENID_COOKIE_MAX_AGE_S, true);
   const linkCookieAttrs = cookieAttrs(d.config.consent.ttlSeconds, false);
@@ -135,10 +144,11 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     const fixedScene = sceneRaw === 'auto' ? null : parseScene(sceneRaw);
     if (sceneRaw !== 'auto' && fixedScene === null)
       throw new AppError('CONSENT_SCENE_OUT_OF_RANGE', { details: { field: 'scene' } });
-    const next = one(request.query, 'next') ?? '';
-    if (next !== '' && (next.length > MAX_NEXT_LENGTH || !allowlist.allows(next))) {
-      throw new AppError('CONSENT_NEXT_NOT_ALLOWED', { details: { field: 'next' } });
-    }
+    const nextParam = one(request.query, 'next') ?? '';
+    // Stored and redirected to in its normalized (visible-ASCII) form: a raw `é` or `商` in a Location header
+    // would make Node throw in the callback, after the nonce is spent.
+    const next = nextParam === '' ? '' : allowlist.normalize(nextParam);
+    if (next === null) throw new AppError('CONSENT_NEXT_NOT_ALLOWED', { details: { field: 'next' } });
     if (!oneTimeTemplates.has(templateId)) {
       const t = await d.store.templates.get(d.appId, templateId);
       if (t === null || t.kind !== 'one-time')
@@ -148,21 +158,23 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     const scene = fixedScene ?? (await pickAutoScene(d, templateId, openidHint));
     const cookieSecret = newCookieSecret();
     const now = d.clock.now();
-    const signed = signReserved(
-      d.keys,
-      { appId: d.appId, templateId, scene, next, cookieSecret },
-      { now, ttlMs },
-    );
+    const link = { cookieSecret, next, issuedAt: now };
+    const signed = signReserved(d.keys, { appId: d.appId, templateId, scene, ...link }, { now, ttlMs });
     const location = d.consentUrl({
       appId: d.appId,
       templateId,
       scene,
-      redirectUrl: `${publicBase(d.config, request)}${ONE_TIME_CALLBACK_PATH}`,
+      redirectUrl: `${publicBase(request)}${ONE_TIME_CALLBACK_PATH}`,
       reserved: signed.token,
     });
-    const linkCookie = `${linkCookieName(signed.nonce)}=${sealLinkCookie(d.keys, { cookieSecret, next })}`;
+    const linkCookie = `${linkCookieName(signed.nonce)}=${sealLinkCookie(d.keys, link)}; ${
+      isSecure(request) ? linkCookieAttrsSecure : linkCookieAttrs
+    }`;
+    // Links abandoned in this browser each left a cookie until their TTL: keep the newest few, or their sum
+    // would outgrow the Cookie header limit and lock the browser out of every /consent request.
+    const surplus = surplusLinkCookies(d.keys, request.headers.cookie, MAX_KEPT_LINK_COOKIES);
     return reply
-      .header('set-cookie', `${linkCookie}; ${isSecure(request) ? linkCookieAttrsSecure : linkCookieAttrs}`)
+      .header('set-cookie', surplus.length === 0 ? linkCookie : [linkCookie, ...surplus.map(clearedCookie)])
       .header('cache-control', 'no-store')
       .redirect(location, 302);
   });
@@ -189,7 +201,15 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     });
     if (!check.ok) throw new AppError(check.code);
     const next = (opened as { next: string }).next; // present: checkReservedClaims passed the cookie binding
-    if (next !== '' && !allowlist.allows(next)) throw new AppError('CONSENT_NEXT_NOT_ALLOWED');
+    // Normalized again (a memo lookup): cookies set before `next` was normalized at the start may hold a raw one.
+    const target = next === '' ? '' : allowlist.normalize(next);
+    if (target === null) throw new AppError('CONSENT_NEXT_NOT_ALLOWED');
+    const outcome = cb.action === 'confirm' ? 'confirmed' : 'cancelled';
+    // Built before the nonce is spent, from visible ASCII only: nothing after the redeem can fail.
+    const location =
+      target === ''
+        ? null
+        : withQueryBeforeFragment(target, { wxsub_outcome: outcome, scene: String(cb.scene) });
     // Single use last, so a rejected attempt never burns a link that is still good. The nonce and the grant
     // (or refusal) are one transaction: a replay writes nothing, and a crash never splits them.
     const common = {
@@ -207,7 +227,7 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
     );
     if (!redeemed.fresh) throw new AppError('CONSENT_RESERVED_REPLAYED');
 
-    const cleared = `${cookieName}=; ${CLEARED_COOKIE_ATTRS}`;
+    const cleared = clearedCookie(cookieName);
     let created = false;
     let setCookie: string | string[] = cleared;
     if (redeemed.action === 'confirm') {
@@ -219,11 +239,7 @@ export function registerConsentRoutes(app: FastifyInstance, d: ConsentRouteDeps)
       ];
     }
     void reply.header('set-cookie', setCookie).header('cache-control', 'no-store');
-    const outcome = cb.action === 'confirm' ? 'confirmed' : 'cancelled';
-    if (next === '') return reply.send({ outcome, scene: cb.scene, template: cb.templateId, created });
-    return reply.redirect(
-      withQueryBeforeFragment(next, { wxsub_outcome: outcome, scene: String(cb.scene) }),
-      302,
-    );
+    if (location === null) return reply.send({ outcome, scene: cb.scene, template: cb.templateId, created });
+    return reply.redirect(location, 302);
   });
 }

@@ -1,5 +1,6 @@
 // The one-time consent flow over real sockets: service (SQLite and PostgreSQL) + emulator; every attack is a 4xx with a stable code and no ledger change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_NEXT_LENGTH } from '../../src/consent/allowlist.js';
 import { createEmulator, type Emulator } from '../../src/emulator/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { skipUnless } from '../support/services.js';
@@ -225,6 +226,13 @@ for (const engine of ['sqlite', 'postgres'] as Engine[]) {
             'CONSENT_NEXT_NOT_ALLOWED',
           ],
           [
+            'next too long once normalized (144 characters, 1101 percent-encoded)',
+            `${svc.baseUrl}/consent/one-time?template=${ONE_TIME_TPL}&next=${encodeURIComponent(`http://app.test/shop/${'商'.repeat(120)}`)}`,
+            new CookieJar(),
+            400,
+            'CONSENT_NEXT_NOT_ALLOWED',
+          ],
+          [
             'open redirect via prefix trick',
             `${svc.baseUrl}/consent/one-time?template=${ONE_TIME_TPL}&next=${encodeURIComponent('http://app.test/shopper')}`,
             new CookieJar(),
@@ -250,6 +258,60 @@ for (const engine of ['sqlite', 'postgres'] as Engine[]) {
         const replay = await get(cbUrl.toString(), jarWith(victimCookies));
         expect([replay.status, await errorCode(replay)]).toEqual([409, 'CONSENT_RESERVED_REPLAYED']);
         expect(await held(BOB)).toEqual([...before.bob, 500].sort((a, b) => a - b));
+      },
+    );
+
+    it.skipIf(skip)(
+      'a next with non-ASCII characters completes: 302 to its normalized form, the grant written',
+      async () => {
+        const cases: [string, number, string][] = [
+          [
+            'http://app.test/shop/商品/7?q=é#/详情',
+            601,
+            'http://app.test/shop/%E5%95%86%E5%93%81/7?q=%C3%A9&wxsub_outcome=confirmed&scene=601#/%E8%AF%A6%E6%83%85',
+          ],
+          ['http://ａpp.test/shop/done', 602, 'http://app.test/shop/done?wxsub_outcome=confirmed&scene=602'],
+        ];
+        for (const [next, scene, want] of cases) {
+          const jar = new CookieJar();
+          const back = await get(await decide(await begin(jar, String(scene), next), 'confirm', ALICE), jar);
+          expect({ status: back.status, location: back.headers.get('location') }, next).toEqual({
+            status: 302,
+            location: want,
+          });
+        }
+        expect(await held(ALICE)).toEqual(expect.arrayContaining([601, 602]));
+      },
+    );
+
+    it.skipIf(skip)(
+      'a browser that abandons many links still starts new ones; its newest links complete, older ones are cleared',
+      async () => {
+        // An allowlisted next near the limit (an SPA route carrying its state in the fragment).
+        const next = `http://app.test/shop/#/item?state=${'x'.repeat(MAX_NEXT_LENGTH - 40)}`;
+        expect(next.length).toBeLessThanOrEqual(MAX_NEXT_LENGTH);
+        const jar = new CookieJar();
+        const links: URL[] = [];
+        let largestCookieHeader = 0;
+        for (let i = 0; i < 20; i++) {
+          largestCookieHeader = Math.max(largestCookieHeader, jar.header().length);
+          links.push(await begin(jar, String(700 + i), next)); // 302 every time
+        }
+        // What one browser carries for consent stays well under Node's 16 KiB header limit, room left for the site's own.
+        expect(largestCookieHeader).toBeLessThanOrEqual(8192);
+        expect([...jar.cookies.keys()].filter((k) => k.startsWith('wxsub_c_'))).toHaveLength(4);
+
+        const oldest = await get(await decide(links[0] as URL, 'confirm', BOB), jar);
+        expect([oldest.status, await errorCode(oldest)]).toEqual([403, 'CONSENT_COOKIE_MISSING']);
+        for (const i of [19, 16]) {
+          const back = await get(await decide(links[i] as URL, 'confirm', BOB), jar);
+          expect(back.status).toBe(302);
+          expect(back.headers.get('location')).toContain(
+            `wxsub_outcome=confirmed&scene=${700 + i}#/item?state=`,
+          );
+        }
+        expect(await held(BOB)).toEqual(expect.arrayContaining([716, 719]));
+        expect(await held(BOB)).not.toContain(700);
       },
     );
 
