@@ -542,6 +542,40 @@ describe('dispatcher', () => {
     expect(d.status().counters.campaignEnqueued).toBe(30);
   });
 
+  it('a restarted instance marks done a campaign whose last message a dead sender had started (now unknown)', async () => {
+    await store.grants.addNotificationCredits({
+      appId: APP,
+      openid: 'n1',
+      templateId: 'tpl-n',
+      count: 1,
+      now: clock.now(),
+    });
+    const campaign = await store.outbox.createCampaign({
+      appId: APP,
+      name: 'restart',
+      kind: 'notification',
+      templateId: 'tpl-n',
+      sceneFilter: null,
+      payload: { data: { thing1: { value: 'x' } } },
+      now: clock.now(),
+    });
+    // The instance that died: enqueued the campaign (→ running), claimed its one message and started sending it.
+    await store.outbox.enqueueCampaignBatch({ campaignId: campaign.id, batchSize: 10, now: clock.now() });
+    await store.outbox.enqueueCampaignBatch({ campaignId: campaign.id, batchSize: 10, now: clock.now() });
+    const [m] = await store.outbox.claim({ owner: 'dead', limit: 10, leaseMs: 30_000, now: clock.now() });
+    await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'dead', now: clock.now() });
+
+    clock.advance(60_000); // the lease has run out
+    const { sender, calls } = scripted(() => ({}));
+    const d = createDispatcher({ store, wechat: () => sender, clock }, opts);
+    await d.runOnce(); // its claim ends the started notification `unknown` and returns nothing
+    expect(calls).toHaveLength(0);
+    expect(await store.outbox.getCampaign(campaign.id)).toMatchObject({
+      status: 'done',
+      stats: { total: 1, unknown: 1, queued: 0, sending: 0 },
+    });
+  });
+
   it('stop() waits for requests already sent and records them; unsent claimed messages go back to the queue', async () => {
     for (let i = 0; i < 6; i++) await enqueueOneTime(`u${i}`);
     let release!: () => void;

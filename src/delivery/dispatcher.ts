@@ -189,6 +189,8 @@ type Pending = { message: OutboxMessage; outcome: AttemptOutcome };
 const silent: DeliveryLogger = { info() {}, warn() {}, error() {} };
 /** How long a message waits after the rate limiter failed before it is claimed again. */
 const LIMITER_RETRY_MS = 1000;
+/** How often the dispatcher looks for `running` campaigns it is not watching (see finishCampaigns). */
+const RUNNING_RESCAN_MS = 30_000;
 /** At most one "rate limiter unavailable" warning per this many ms (every message of a batch meets the same outage). */
 const LIMITER_WARN_EVERY_MS = 10_000;
 /**
@@ -280,6 +282,7 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   let pausedFetchedAt = -Infinity;
   const finishing = new Set<string>();
   let lastFinishAt = -Infinity;
+  let runningFetchedAt = -Infinity;
   let campaignsFetchedAt = -Infinity;
   let enqueuing: string[] = [];
   let inFlight = 0;
@@ -707,6 +710,12 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   }
 
   async function finishCampaigns(now: number, force: boolean): Promise<void> {
+    // Campaigns this instance did not see draining: after a restart, or whose last messages another instance's
+    // claim ended `unknown` (a dead sender's started notifications), so that no message of theirs passed through here.
+    if (now - runningFetchedAt >= RUNNING_RESCAN_MS) {
+      runningFetchedAt = now;
+      for (const c of await store.outbox.listRunningCampaigns()) finishing.add(c.id);
+    }
     if (finishing.size === 0 || (!force && now - lastFinishAt < Math.max(1000, pollIntervalMs))) return;
     lastFinishAt = now;
     for (const id of [...finishing]) {

@@ -385,6 +385,8 @@ export interface OutboxRepo {
   cancelCampaign(input: { id: string; now: number }): Promise<number>;
   /** Campaigns still `enqueuing` (so a restarted instance finishes enqueuing them). */
   listEnqueuingCampaigns(): Promise<Campaign[]>;
+  /** Campaigns `running` (enqueued, maybe drained: so a restarted instance can mark them `done`). */
+  listRunningCampaigns(): Promise<Campaign[]>;
   /** Marks a `running` campaign `done` when nothing is queued or sending. */
   finishCampaignIfDrained(input: { id: string; now: number }): Promise<boolean>;
 

@@ -767,6 +767,9 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
         toCampaign,
       );
     },
+    async listRunningCampaigns() {
+      return (await q(pool, `SELECT * FROM campaigns WHERE status = 'running' ORDER BY id`)).map(toCampaign);
+    },
     async finishCampaignIfDrained(i) {
       const r = await q(
         pool,

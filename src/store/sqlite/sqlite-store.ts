@@ -865,6 +865,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async listEnqueuingCampaigns() {
       return q(`SELECT * FROM campaigns WHERE status = 'enqueuing' ORDER BY id`).all().map(toCampaign);
     },
+    async listRunningCampaigns() {
+      return q(`SELECT * FROM campaigns WHERE status = 'running' ORDER BY id`).all().map(toCampaign);
+    },
     async finishCampaignIfDrained(i) {
       const r = q(
         `UPDATE campaigns SET status = 'done', updated_at = ? WHERE id = ? AND status = 'running'
