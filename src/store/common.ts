@@ -126,6 +126,13 @@ export const IN_CANCELLED_CAMPAIGN =
   "EXISTS (SELECT 1 FROM campaigns c WHERE c.id = messages.campaign_id AND c.status = 'cancelled')";
 
 /**
+ * SQL (both engines): a live (`queued` or `sending`) message holds the `grants` row, as one revoked while its
+ * message waited still is.
+ */
+export const HELD_BY_LIVE_MESSAGE =
+  "EXISTS (SELECT 1 FROM messages m WHERE m.grant_id = grants.id AND m.status IN ('queued', 'sending'))";
+
+/**
  * The grant effect of a recorded outcome, given the status the row ended in. A retry (no effect of its own) of a
  * message whose campaign was cancelled meanwhile ends the message: `cancelled` gives the grant or credit back,
  * `unknown` (an earlier attempt may have reached WeChat) spends it.

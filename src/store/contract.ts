@@ -191,6 +191,38 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(r.grant.state).toBe('reserved');
       });
 
+      it('re-opens a grant revoked while its message waits for that message: no second message gets it', async () => {
+        await grant('u1', 1);
+        const m1 = await mustEnqueue(oneTime('u1', { scene: 1 }));
+        expect(await store.grants.revoke({ appId: APP, openid: 'u1', templateId: TPL, now: T0 + 1 })).toBe(1);
+        // The user confirms scene 1 again (popup or consent page): one right, and m1 still waits to use it.
+        const again = await grant('u1', 1, T0 + 2);
+        expect(again).toMatchObject({ created: true, grant: { state: 'reserved', closedAt: null } });
+        const m2 = await store.outbox.enqueueMessage(oneTime('u1', { scene: 1, now: T0 + 3 }));
+        expect(m2).toMatchObject({ ok: false, reason: 'no-grant', heldScenes: [] });
+        // The same through the consent redeem, after m1 was sent on that right.
+        const [c] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 + 4 });
+        expect(c?.id).toBe(m1.id);
+        await store.outbox.complete({ id: m1.id, owner: 'w', outcome: { status: 'sent' }, now: T0 + 5 });
+        expect((await getGrant('u1', 1))?.state).toBe('consumed');
+        await grant('u1', 1, T0 + 6);
+        const m3 = await mustEnqueue(oneTime('u1', { scene: 1, now: T0 + 6 }));
+        await store.grants.revoke({ appId: APP, openid: 'u1', templateId: TPL, scene: 1, now: T0 + 7 });
+        const redeemed = await store.nonces.redeemOneTime({
+          nonce: 'n-reserved',
+          expiresAt: T0 + 600_000,
+          appId: APP,
+          templateId: TPL,
+          scene: 1,
+          now: T0 + 8,
+          action: 'confirm',
+          openid: 'u1',
+        });
+        expect(redeemed).toMatchObject({ fresh: true, grant: { state: 'reserved' } });
+        expect((await store.outbox.enqueueMessage(oneTime('u1', { now: T0 + 9 }))).ok).toBe(false);
+        expect((await store.outbox.getMessage(m3.id))?.status).toBe('queued');
+      });
+
       it('revokes every open grant of a template, or one scene', async () => {
         await grant('u1', 1);
         await grant('u1', 2);
@@ -297,6 +329,109 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
     });
 
     describe('notification credits', () => {
+      const credits = (openid: string, count: number, now = T0) =>
+        store.grants.addNotificationCredits({ appId: APP, openid, templateId: NTPL, count, now });
+      const creditOf = (openid: string) =>
+        store.grants.getNotificationCredit({ appId: APP, openid, templateId: NTPL });
+      const revoked = {
+        status: 'failed' as const,
+        grant: 'revoke' as const,
+        lastErrcode: 43101,
+        errorCode: 'DELIVERY_CONSENT_REVOKED',
+        errorMessage: '43101',
+      };
+      const released = {
+        status: 'failed' as const,
+        grant: 'release' as const,
+        lastErrcode: 47003,
+        errorCode: 'DELIVERY_REJECTED',
+        errorMessage: '47003',
+      };
+
+      it('credits cleared while a message holds one: cancelling that message gives nothing back', async () => {
+        await credits('u1', 1);
+        const c = await store.outbox.createCampaign({
+          appId: APP,
+          name: 'n',
+          kind: 'notification',
+          templateId: NTPL,
+          sceneFilter: null,
+          payload: notifyPayload,
+          now: T0,
+        });
+        expect(await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 })).toBe(1);
+        // The user turned the template off (subscribe_msg_change_event): WeChat holds no credit for them any more.
+        await store.grants.clearNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          now: T0 + 1,
+        });
+        expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0, longTerm: false });
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toBe(1);
+        expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0 });
+      });
+
+      it('after a 43101 another message of the user released by a 47003 gives nothing back', async () => {
+        await credits('u1', 2);
+        const a = await mustEnqueue(notification('u1'));
+        const b = await mustEnqueue(notification('u1'));
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [a.id], owner: 'w', now: T0 });
+        expect(await store.outbox.complete({ id: a.id, owner: 'w', outcome: revoked, now: T0 + 1 })).toBe(
+          true,
+        );
+        expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0, longTerm: false });
+        const [c] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 + 2 });
+        expect(c?.id).toBe(b.id);
+        await store.outbox.markAttemptStarted({ ids: [b.id], owner: 'w', now: T0 + 2 });
+        expect(await store.outbox.complete({ id: b.id, owner: 'w', outcome: released, now: T0 + 3 })).toBe(
+          true,
+        );
+        expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0 });
+      });
+
+      it('a group [43101, 47003] of one user, in either order: no credit left, none reserved', async () => {
+        for (const [n, order] of [
+          ['x', [revoked, released]],
+          ['y', [released, revoked]],
+        ] as const) {
+          await credits(n, 3);
+          const a = await mustEnqueue(notification(n));
+          const b = await mustEnqueue(notification(n));
+          const rest = await mustEnqueue(notification(n));
+          const claimed = await store.outbox.claim({ owner: n, limit: 10, leaseMs: 30_000, now: T0 });
+          const ids = claimed.filter((m) => m.openid === n).map((m) => m.id);
+          expect(ids).toEqual([a.id, b.id, rest.id]);
+          await store.outbox.markAttemptStarted({ ids: [a.id, b.id], owner: n, now: T0 });
+          // The third was never sent: put back, it stays queued without a credit to give back.
+          const putBack = {
+            status: 'retry' as const,
+            nextAttemptAt: T0,
+            errorCode: 'DELIVERY_RELEASED',
+            errorMessage: 'x',
+            unsent: true,
+          };
+          expect(
+            await store.outbox.completeMany?.({
+              owner: n,
+              now: T0 + 1,
+              items: [
+                { id: a.id, outcome: order[0] },
+                { id: b.id, outcome: order[1] },
+                { id: rest.id, outcome: putBack },
+              ],
+            }),
+          ).toEqual([true, true, true]);
+          expect(await creditOf(n), n).toMatchObject({ available: 0, reserved: 0, longTerm: false });
+          const [again] = await store.outbox.claim({ owner: n, limit: 1, leaseMs: 30_000, now: T0 + 2 });
+          expect(again?.id).toBe(rest.id);
+          await store.outbox.markAttemptStarted({ ids: [rest.id], owner: n, now: T0 + 2 });
+          await store.outbox.complete({ id: rest.id, owner: n, outcome: released, now: T0 + 3 });
+          expect(await creditOf(n), n).toMatchObject({ available: 0, reserved: 0 });
+        }
+      });
+
       it('adds, reads and clears credits; long-term sticks until cleared', async () => {
         expect(
           await store.grants.getNotificationCredit({ appId: APP, openid: 'u1', templateId: NTPL }),
@@ -689,6 +824,43 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
             now: T0 + 20_001,
           }),
         ).toBe(false);
+      });
+
+      it('re-claims expired leases of one claim in id order when the limit splits them', async () => {
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'a',
+          templateId: NTPL,
+          count: 1,
+          now: T0,
+        });
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'b',
+          templateId: NTPL,
+          count: 1,
+          now: T0,
+        });
+        const a = await mustEnqueue(notification('a'));
+        await mustEnqueue(notification('b'));
+        // a is claimed and put back unsent once (a stopping dispatcher), which rewrites its row; then one claim takes
+        // both, so their leases end at the same instant.
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 });
+        const unsent = {
+          status: 'retry' as const,
+          nextAttemptAt: T0,
+          errorCode: 'DELIVERY_RELEASED',
+          errorMessage: 'stopping',
+          unsent: true,
+        };
+        expect(await store.outbox.complete({ id: a.id, owner: 'w', outcome: unsent, now: T0 + 1 })).toBe(
+          true,
+        );
+        expect(
+          await store.outbox.claim({ owner: 'dead', limit: 10, leaseMs: 1000, now: T0 + 2 }),
+        ).toHaveLength(2);
+        const [one] = await store.outbox.claim({ owner: 'heir', limit: 1, leaseMs: 1000, now: T0 + 60_000 });
+        expect(one?.id).toBe(a.id);
       });
 
       it('re-claims a dead owner’s unstarted claims like queued ones: nothing unknown, no attempt counted', async () => {
@@ -1200,6 +1372,51 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
         });
         expect((await getGrant('m0', 1))?.state).toBe('consumed');
+      });
+
+      it('cancelling a campaign whose message waits to retry an attempt that may have reached WeChat: unknown, grant spent', async () => {
+        await grant('q0', 1);
+        const c = await enqueuedOneTimeCampaign('q');
+        const [m] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 });
+        const id = m?.id ?? '';
+        await store.outbox.markAttemptStarted({ ids: [id], owner: 'w', now: T0 });
+        const outcome = {
+          status: 'retry' as const,
+          nextAttemptAt: T0 + 5000,
+          errorCode: 'DELIVERY_MAY_HAVE_LEFT',
+          errorMessage: 'timed out after the request left',
+        };
+        expect(await store.outbox.complete({ id, owner: 'w', outcome, now: T0 + 1 })).toBe(true);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toBe(1);
+        expect(await store.outbox.getMessage(id)).toMatchObject({
+          status: 'unknown',
+          errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
+        });
+        expect((await getGrant('q0', 1))?.state).toBe('consumed');
+        expect((await store.outbox.getCampaign(c.id))?.stats).toMatchObject({ unknown: 1, queued: 0 });
+      });
+
+      it('cancelling a campaign after a dead sender’s started message was re-claimed: unknown, grant spent', async () => {
+        await grant('r0', 1);
+        const c = await enqueuedOneTimeCampaign('r');
+        const [m] = await store.outbox.claim({ owner: 'dead', limit: 1, leaseMs: 1000, now: T0 });
+        const id = m?.id ?? '';
+        await store.outbox.markAttemptStarted({ ids: [id], owner: 'dead', now: T0 });
+        const [again] = await store.outbox.claim({
+          owner: 'heir',
+          limit: 1,
+          leaseMs: 30_000,
+          now: T0 + 5000,
+        });
+        expect(again).toMatchObject({ id, errorCode: 'DELIVERY_MAY_HAVE_LEFT' });
+        // The heir has not started its attempt: the cancel ends the message, but the dead sender's may have left.
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 5001 })).toBe(1);
+        expect(await store.outbox.getMessage(id)).toMatchObject({
+          status: 'unknown',
+          errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
+          leaseOwner: null,
+        });
+        expect((await getGrant('r0', 1))?.state).toBe('consumed');
       });
 
       it('a cancelled campaign’s started message whose sender died is not sent again: unknown, grant spent', async () => {

@@ -378,7 +378,8 @@ export interface OutboxRepo {
   getCampaign(id: string): Promise<(Campaign & { stats: CampaignStats }) | null>;
   /**
    * Cancels: queued messages, and claimed ones whose attempt has not started, → cancelled with their grants/credits
-   * back to available; returns how many. An attempt already under way ends as it ends, except that a retry of it
+   * back to available, or → `unknown` with them spent when an earlier attempt may have reached WeChat
+   * (`DELIVERY_MAY_HAVE_LEFT`); returns how many. An attempt already under way ends as it ends, except that a retry of it
    * ({@link OutboxRepo.complete}) is not queued again: `cancelled` (grant back), or `unknown` (grant spent) when
    * an earlier attempt may have reached WeChat.
    */

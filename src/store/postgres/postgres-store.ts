@@ -7,6 +7,7 @@ import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
   IN_CANCELLED_CAMPAIGN,
+  HELD_BY_LIVE_MESSAGE,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
   attemptsGivenBack,
@@ -132,10 +133,13 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   ): Promise<RecordGrantResult> => {
     const key = [i.appId, i.openid, i.templateId, i.scene];
     // Two statements instead of one upsert so we can tell "re-opened" from "already open"; loop on races.
+    // A grant revoked while a message held it re-opens for that message (`reserved`): it goes out on the new right,
+    // which confirms do not stack, so no second message may take it.
     for (let attempt = 0; attempt < 5; attempt++) {
       const reopened = await one(
         c,
-        `UPDATE grants SET state = 'available', closed_at = NULL, confirmed_at = $5, updated_at = $5
+        `UPDATE grants SET state = CASE WHEN state = 'revoked' AND ${HELD_BY_LIVE_MESSAGE} THEN 'reserved' ELSE 'available' END,
+           closed_at = NULL, confirmed_at = $5, updated_at = $5
          WHERE app_id = $1 AND openid = $2 AND template_id = $3 AND scene = $4 AND state IN ('consumed', 'revoked') RETURNING *`,
         [...key, i.now],
       );
@@ -271,12 +275,18 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       return toCredit(r as Row);
     },
     async clearNotificationCredits(i) {
-      await q(
-        pool,
-        `UPDATE notification_credits SET available = 0, long_term = false, updated_at = $4
-         WHERE app_id = $1 AND openid = $2 AND template_id = $3`,
-        [i.appId, i.openid, i.templateId, i.now],
-      );
+      // Locks the credit row first, so the detaching statement sees every message that reserved one before it.
+      await tx(async (c) => {
+        const [held] = await q(
+          c,
+          `UPDATE notification_credits nc SET available = 0, reserved = 0, long_term = false, updated_at = $4
+           FROM (SELECT id, reserved FROM notification_credits WHERE app_id = $1 AND openid = $2 AND template_id = $3 FOR UPDATE) old
+           WHERE nc.id = old.id RETURNING old.reserved`,
+          [i.appId, i.openid, i.templateId, i.now],
+        );
+        if (Number(held?.reserved ?? 0) > 0)
+          await q(c, detachCreditsSql, [[i.appId], [i.openid], [i.templateId]]);
+      });
     },
     async getNotificationCredit(i) {
       const r = await creditOf(i.appId, i.openid, i.templateId);
@@ -412,33 +422,60 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   // A dead sender's started attempts that must not go again (notifications, whose credits stack, and messages of a
   // campaign cancelled meanwhile) end unknown, their grant or credit spent; `stale` takes exactly the other expired
   // leases (one statement cannot update a row twice).
+  // A due message of a cancelled campaign is never sent: a retry recorded while the cancel ran (its statement saw the
+  // campaign still running) is queued after the cancel passed it by. The claim ends it as a completion after the
+  // cancel would have (`cancelled`, grant or credit back; `unknown`, spent, when an earlier attempt may have left)
+  // and does not return it. Grants and credits of both kinds of ended messages change in one UPDATE each.
   const claimSql = `WITH expired AS (
-      UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = 'DELIVERY_OUTCOME_UNKNOWN', error_message = $5, updated_at = $1
+      UPDATE messages SET status = 'unknown', lease_until = NULL, error_code = '${OUTCOME_UNKNOWN_CODE}', error_message = $5, updated_at = $1
       WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND lease_until <= $1 AND attempt_started_at IS NOT NULL
         AND (kind = 'notification' OR ${IN_CANCELLED_CAMPAIGN}) FOR UPDATE SKIP LOCKED)
       RETURNING kind, grant_id, app_id, openid, template_id, credit_reserved),
-    spent AS (
-      UPDATE notification_credits nc SET reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $1
-      FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM expired WHERE kind = 'notification' AND credit_reserved
-        GROUP BY 1, 2, 3) x
-      WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1),
-    consumed AS (
-      UPDATE grants g SET state = 'consumed', closed_at = $1, updated_at = $1
-      FROM expired x WHERE x.kind = 'one-time' AND g.id = x.grant_id AND g.state = 'reserved' RETURNING 1),
     stale AS (
       SELECT id, attempt_started_at IS NOT NULL AS started FROM messages WHERE status = 'sending' AND lease_until <= $1
         AND (attempt_started_at IS NULL OR (kind = 'one-time' AND NOT ${IN_CANCELLED_CAMPAIGN}))
         AND NOT (app_id = ANY($4::text[]))
-      ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED),
+      ORDER BY lease_until, id LIMIT $3 FOR UPDATE SKIP LOCKED),
     due AS (
-      SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $1 AND NOT (app_id = ANY($4::text[]))
+      SELECT id, ${IN_CANCELLED_CAMPAIGN} AS dropped FROM messages
+      WHERE status = 'queued' AND next_attempt_at <= $1 AND NOT (app_id = ANY($4::text[]))
       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
-    pick AS ((SELECT id, started, true AS stale FROM stale) UNION ALL (SELECT id, false, false FROM due) LIMIT $3)
-    UPDATE messages m SET status = 'sending', lease_owner = $2, lease_until = $1::bigint + $6::bigint, updated_at = $1,
-      attempts = CASE WHEN pick.stale AND NOT pick.started THEN m.attempts ELSE m.attempts + 1 END,
-      error_code = CASE WHEN pick.started THEN 'DELIVERY_MAY_HAVE_LEFT' ELSE m.error_code END,
-      attempt_started_at = NULL
-    FROM pick WHERE m.id = pick.id RETURNING m.*`;
+    pick AS ((SELECT id, started, true AS stale, false AS dropped FROM stale) UNION ALL (SELECT id, false, false, dropped FROM due)
+      LIMIT $3),
+    claimed AS (
+      UPDATE messages m SET
+        status = CASE WHEN NOT pick.dropped THEN 'sending' WHEN m.error_code = '${MAY_HAVE_LEFT_CODE}' THEN 'unknown' ELSE 'cancelled' END,
+        lease_owner = CASE WHEN pick.dropped THEN NULL ELSE $2 END,
+        lease_until = CASE WHEN pick.dropped THEN NULL ELSE $1::bigint + $6::bigint END, updated_at = $1,
+        attempts = CASE WHEN pick.dropped OR (pick.stale AND NOT pick.started) THEN m.attempts ELSE m.attempts + 1 END,
+        error_code = CASE WHEN pick.dropped AND m.error_code = '${MAY_HAVE_LEFT_CODE}' THEN '${OUTCOME_UNKNOWN_CODE}'
+          WHEN pick.started THEN '${MAY_HAVE_LEFT_CODE}' ELSE m.error_code END,
+        attempt_started_at = NULL
+      FROM pick WHERE m.id = pick.id RETURNING m.*, pick.dropped AS dropped),
+    ended AS (
+      SELECT kind, grant_id, app_id, openid, template_id, credit_reserved, status = 'cancelled' AS released FROM claimed WHERE dropped
+      UNION ALL SELECT kind, grant_id, app_id, openid, template_id, credit_reserved, false FROM expired),
+    credits AS (
+      UPDATE notification_credits nc SET available = nc.available + x.released, reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $1
+      FROM (SELECT app_id, openid, template_id, count(*)::int AS n, count(*) FILTER (WHERE released)::int AS released
+        FROM ended WHERE kind = 'notification' AND credit_reserved GROUP BY 1, 2, 3) x
+      WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1),
+    grants AS (
+      UPDATE grants g SET state = CASE WHEN x.released THEN 'available' ELSE 'consumed' END,
+        closed_at = CASE WHEN x.released THEN g.closed_at ELSE $1 END, updated_at = $1
+      FROM ended x WHERE x.kind = 'one-time' AND g.id = x.grant_id AND g.state = 'reserved' RETURNING 1)
+    SELECT * FROM claimed WHERE NOT dropped`;
+
+  // Once a user's credits are revoked (43101) or cleared, WeChat holds none: the credits live messages reserved are
+  // detached, so a later release of them gives nothing back (the credit row's `reserved` is set to 0 alongside).
+  const detachCreditsSql = `UPDATE messages SET credit_reserved = false
+    WHERE kind = 'notification' AND status IN ('queued', 'sending') AND credit_reserved
+      AND (app_id, openid, template_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`;
+  const userColumns = (rows: Row[]): string[][] => [
+    rows.map((r) => String(r.app_id)),
+    rows.map((r) => String(r.openid)),
+    rows.map((r) => String(r.template_id)),
+  ];
 
   // Set-based completion: one statement for any number of messages of one owner. Credit rows are aggregated per
   // key first because one UPDATE can change a row only once.
@@ -473,7 +510,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     n AS (
       UPDATE notification_credits nc SET
         available = CASE WHEN x.revoke THEN 0 ELSE nc.available + x.released END,
-        reserved = GREATEST(nc.reserved - x.spent, 0),
+        reserved = CASE WHEN x.revoke THEN 0 ELSE GREATEST(nc.reserved - x.spent, 0) END,
         long_term = nc.long_term AND NOT x.revoke, updated_at = $11
       FROM (SELECT app_id, openid, template_id,
               count(*) FILTER (WHERE credit_reserved AND effect = 'release')::int AS released,
@@ -482,7 +519,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
             FROM m WHERE kind = 'notification' AND effect <> 'none' GROUP BY 1, 2, 3) x
       WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id
       RETURNING 1)
-    SELECT id FROM m`;
+    SELECT id, app_id, openid, template_id, kind = 'notification' AND effect = 'revoke' AS revoked FROM m`;
   const completeMany = async (
     owner: string,
     items: { id: string; outcome: AttemptOutcome }[],
@@ -495,7 +532,18 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       row.forEach((v, k) => cols[k]?.push(v));
     }
     const back = items.map((it) => attemptsGivenBack(it.outcome));
-    const done = new Set((await q(pool, completeSql, [...cols, owner, now, back])).map((r) => String(r.id)));
+    const args = [...cols, owner, now, back];
+    const revokes = items.some((it) => it.outcome.status === 'failed' && it.outcome.grant === 'revoke');
+    const rows = !revokes
+      ? await q(pool, completeSql, args)
+      : await tx(async (c) => {
+          const r = await q(c, completeSql, args);
+          const users = r.filter((x) => x.revoked === true);
+          // Statement after the one that locked the credit rows: it sees every message reserved before the lock.
+          if (users.length > 0) await q(c, detachCreditsSql, userColumns(users));
+          return r;
+        });
+    const done = new Set(rows.map((r) => String(r.id)));
     return items.map((it) => done.has(it.id));
   };
 
@@ -739,7 +787,8 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     },
     async cancelCampaign(i) {
       return tx(async (c) => {
-        // Taking the campaign row first waits out a running batch, so the next statement sees its messages.
+        // Taking the campaign row first waits out a running batch, so the next statement sees its messages. A message
+        // whose earlier attempt may have reached WeChat ends `unknown`, its grant or credit spent, as its retry would.
         await q(
           c,
           `UPDATE campaigns SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status IN ('enqueuing', 'running')`,
@@ -748,13 +797,17 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
         const r = await one(
           c,
           `WITH c AS (
-             UPDATE messages SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $2
+             UPDATE messages SET status = CASE WHEN error_code = '${MAY_HAVE_LEFT_CODE}' THEN 'unknown' ELSE 'cancelled' END,
+               error_code = CASE WHEN error_code = '${MAY_HAVE_LEFT_CODE}' THEN '${OUTCOME_UNKNOWN_CODE}' ELSE error_code END,
+               lease_owner = NULL, lease_until = NULL, updated_at = $2
              WHERE campaign_id = $1 AND (status = 'queued' OR (status = 'sending' AND attempt_started_at IS NULL))
-             RETURNING grant_id, credit_reserved, app_id, openid, template_id),
-           g AS (UPDATE grants SET state = 'available', updated_at = $2
-                 WHERE id IN (SELECT grant_id FROM c WHERE grant_id IS NOT NULL) AND state = 'reserved' RETURNING 1),
-           n AS (UPDATE notification_credits nc SET available = nc.available + x.n, reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $2
-                 FROM (SELECT app_id, openid, template_id, count(*)::int AS n FROM c WHERE credit_reserved GROUP BY 1, 2, 3) x
+             RETURNING grant_id, credit_reserved, app_id, openid, template_id, status = 'cancelled' AS released),
+           g AS (UPDATE grants SET state = CASE WHEN c.released THEN 'available' ELSE 'consumed' END,
+                   closed_at = CASE WHEN c.released THEN grants.closed_at ELSE $2 END, updated_at = $2
+                 FROM c WHERE grants.id = c.grant_id AND grants.state = 'reserved' RETURNING 1),
+           n AS (UPDATE notification_credits nc SET available = nc.available + x.released, reserved = GREATEST(nc.reserved - x.n, 0), updated_at = $2
+                 FROM (SELECT app_id, openid, template_id, count(*)::int AS n, count(*) FILTER (WHERE released)::int AS released
+                       FROM c WHERE credit_reserved GROUP BY 1, 2, 3) x
                  WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id RETURNING 1)
            SELECT count(*)::int AS n FROM c`,
           [i.id, i.now],

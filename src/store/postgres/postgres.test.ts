@@ -260,6 +260,63 @@ describe.skipIf(skip)('postgres store', () => {
     }
   });
 
+  it('never claims a retry recorded while its campaign was being cancelled: the claim ends it cancelled, grant back', async () => {
+    const store = createPostgresStore({ url: db.url, poolSize: 4 });
+    const lock = new pg.Client({ connectionString: db.url });
+    await lock.connect();
+    const at = { appId: 'race', openid: 'u', templateId: 't', scene: 1 };
+    try {
+      await store.grants.recordOneTime({ ...at, now: 1 });
+      const c = await store.outbox.createCampaign({
+        appId: 'race',
+        name: 'c',
+        kind: 'one-time',
+        templateId: 't',
+        sceneFilter: null,
+        payload: { title: 't', content: 'c' },
+        now: 1,
+      });
+      await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: 1 });
+      const [m] = await store.outbox.claim({ owner: 'w', limit: 10, leaseMs: 30_000, now: 2 });
+      const id = m?.id ?? '';
+      await store.outbox.markAttemptStarted({ ids: [id], owner: 'w', now: 2 });
+      // Another transaction holds the row a moment, so the completion's statement starts (campaign still running)
+      // and waits while a cancel passes the started row by and commits: the interleaving several instances produce.
+      await lock.query('BEGIN');
+      await lock.query('SELECT 1 FROM messages WHERE id = $1 FOR UPDATE', [id]);
+      const completing = store.outbox.complete({
+        id,
+        owner: 'w',
+        outcome: {
+          status: 'retry',
+          nextAttemptAt: 10,
+          lastErrcode: -1,
+          errorCode: 'DELIVERY_WECHAT_BUSY',
+          errorMessage: 'busy',
+        },
+        now: 3,
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      await store.outbox.cancelCampaign({ id: c.id, now: 4 });
+      await lock.query('COMMIT');
+      expect(await completing).toBe(true);
+
+      // Earlier tests of this file leave messages of other apps behind: look for this one only.
+      const claimed = await store.outbox.claim({ owner: 'w2', limit: 1000, leaseMs: 30_000, now: 100 });
+      expect(claimed.map((x) => x.id)).not.toContain(id);
+      expect(await store.outbox.getMessage(id)).toMatchObject({ status: 'cancelled', leaseOwner: null });
+      expect((await store.grants.get(at))?.state).toBe('available');
+      expect(await store.outbox.getCampaign(c.id)).toMatchObject({
+        status: 'cancelled',
+        stats: { total: 1, cancelled: 1, queued: 0 },
+      });
+    } finally {
+      await lock.query('ROLLBACK').catch(() => {});
+      await lock.end();
+      await store.close();
+    }
+  });
+
   it('reports an unreachable server as STORE_UNAVAILABLE', async () => {
     const store = createPostgresStore({ url: 'postgres://postgres@127.0.0.1:1/nowhere', poolSize: 1 });
     await expect(store.migrate()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });

@@ -8,6 +8,7 @@ import { systemClock } from '../../util/clock.js';
 import {
   LEASE_EXPIRED_MESSAGE,
   IN_CANCELLED_CAMPAIGN,
+  HELD_BY_LIVE_MESSAGE,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
   attemptsGivenBack,
@@ -162,11 +163,13 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       };
       return { grant, created: true };
     }
-    // Confirms do not stack: an open grant only gets its confirm time; a consumed/revoked one re-opens.
+    // Confirms do not stack: an open grant only gets its confirm time; a consumed/revoked one re-opens, `reserved`
+    // when a message still holds it (revoked while queued): that message goes out on the new right.
     const row = q(grantByKey).get(i.appId, i.openid, i.templateId, i.scene) as Row;
     const reopen = row.state === 'consumed' || row.state === 'revoked';
     const r = q(
-      `UPDATE grants SET state = CASE WHEN ? THEN 'available' ELSE state END,
+      `UPDATE grants SET state = CASE WHEN NOT ? THEN state
+         WHEN state = 'revoked' AND ${HELD_BY_LIVE_MESSAGE} THEN 'reserved' ELSE 'available' END,
        closed_at = CASE WHEN ? THEN NULL ELSE closed_at END, confirmed_at = ?, updated_at = ?
      WHERE id = ? RETURNING *`,
     ).get(reopen ? 1 : 0, reopen ? 1 : 0, i.now, i.now, row.id) as Row;
@@ -360,10 +363,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return toCredit(r);
     },
     async clearNotificationCredits(i) {
-      q(
-        `UPDATE notification_credits SET available = 0, long_term = 0, updated_at = ?
-         WHERE app_id = ? AND openid = ? AND template_id = ?`,
-      ).run(i.now, i.appId, i.openid, i.templateId);
+      clearCredits(i);
     },
     async getNotificationCredit(i) {
       const r = creditOf(i.appId, i.openid, i.templateId);
@@ -517,6 +517,21 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     };
   };
 
+  // Once a user's credits are revoked (43101) or cleared, WeChat holds none: the credits live messages reserved are
+  // detached, so a later release of them gives nothing back (the credit row's `reserved` is set to 0 alongside).
+  const revokeCredits = (i: { appId: string; openid: string; templateId: string; now: number }): void => {
+    const held = creditOf(i.appId, i.openid, i.templateId);
+    q(
+      `UPDATE notification_credits SET available = 0, reserved = 0, long_term = 0, updated_at = ?
+       WHERE app_id = ? AND openid = ? AND template_id = ?`,
+    ).run(i.now, i.appId, i.openid, i.templateId);
+    if (Number(held?.reserved ?? 0) > 0)
+      q(
+        `UPDATE messages SET credit_reserved = 0 WHERE kind = 'notification' AND status IN ('queued', 'sending')
+           AND credit_reserved = 1 AND app_id = ? AND openid = ? AND template_id = ?`,
+      ).run(i.appId, i.openid, i.templateId);
+  };
+  const clearCredits = tx(revokeCredits);
   const applyCreditEffect = (r: Row, effect: GrantEffect, now: number): void => {
     const held = Number(r.credit_reserved) === 1 ? 1 : 0;
     if (effect === 'none' || (effect === 'consume' && held === 0)) return;
@@ -578,15 +593,25 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     const done = q(completeGroupSql).all(now, json(rows), owner);
     const grantIds: Record<Exclude<GrantEffect, 'none'>, string[]> = { consume: [], release: [], revoke: [] };
     const completed = new Set<string>();
+    const revoked: Row[] = [];
     for (const r of done) {
       const id = String(r.id);
       completed.add(id);
       const effect = settledEffect(effects.get(id) ?? 'none', String(r.status));
       if (effect === 'none') continue;
-      if (r.kind === 'notification') applyCreditEffect(r, effect, now);
+      // Revokes last: they zero what the others of the group did to the same user, in whatever order they came.
+      if (r.kind === 'notification' && effect === 'revoke') revoked.push(r);
+      else if (r.kind === 'notification') applyCreditEffect(r, effect, now);
       else if (r.grant_id !== null && r.grant_id !== undefined) grantIds[effect].push(String(r.grant_id));
     }
     for (const effect of ['consume', 'release', 'revoke'] as const) moveGrants(effect, grantIds[effect], now);
+    for (const r of revoked)
+      revokeCredits({
+        appId: String(r.app_id),
+        openid: String(r.openid),
+        templateId: String(r.template_id),
+        now,
+      });
     return completed;
   };
   const complete = tx((i: { id: string; owner: string; outcome: AttemptOutcome; now: number }): boolean =>
@@ -633,9 +658,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
          attempt_started_at = NULL
        WHERE id IN (SELECT id FROM messages WHERE status = 'sending' AND lease_until <= ?
          AND (kind = 'one-time' OR attempt_started_at IS NULL)
-         AND app_id NOT IN (SELECT value FROM json_each(?)) ORDER BY lease_until LIMIT ?) RETURNING *`,
+         AND app_id NOT IN (SELECT value FROM json_each(?)) ORDER BY lease_until, id LIMIT ?) RETURNING *`,
       ).all(i.owner, leaseUntil, i.now, i.now, excluded, limit);
       const rest = limit - reclaimed.length;
+      // No due message here belongs to a cancelled campaign: the cancel and every completion are serialized write
+      // transactions, and a completion after the cancel ends a retry itself (completeGroupSql). PostgreSQL, where a
+      // retry can race the cancel, checks in its claim instead; here the hot path is spared that lookup.
       const fresh =
         rest <= 0
           ? []
@@ -747,12 +775,15 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     q(
       `UPDATE campaigns SET status = 'cancelled', updated_at = ? WHERE id = ? AND status IN ('enqueuing', 'running')`,
     ).run(i.now, i.id);
+    // A message whose earlier attempt may have reached WeChat ends `unknown`, its grant or credit spent, as its retry would.
     const rows = q(
-      `UPDATE messages SET status = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = ?
+      `UPDATE messages SET status = CASE WHEN error_code = '${MAY_HAVE_LEFT_CODE}' THEN 'unknown' ELSE 'cancelled' END,
+         error_code = CASE WHEN error_code = '${MAY_HAVE_LEFT_CODE}' THEN '${OUTCOME_UNKNOWN_CODE}' ELSE error_code END,
+         lease_owner = NULL, lease_until = NULL, updated_at = ?
        WHERE campaign_id = ? AND (status = 'queued' OR (status = 'sending' AND attempt_started_at IS NULL))
-       RETURNING kind, grant_id, credit_reserved, app_id, openid, template_id`,
+       RETURNING kind, status, grant_id, credit_reserved, app_id, openid, template_id`,
     ).all(i.now, i.id);
-    for (const r of rows) applyGrantEffect(r, 'release', i.now);
+    for (const r of rows) applyGrantEffect(r, r.status === 'cancelled' ? 'release' : 'consume', i.now);
     return rows.length;
   });
 
