@@ -122,7 +122,8 @@ export const ERROR_CODES = {
     retryable: true,
   },
   DELIVERY_TOKEN_UNAVAILABLE: {
-    message: 'No access token could be had (token endpoint or token store failing); put back unsent, will be sent later',
+    message:
+      'No access token could be had (token endpoint or token store failing); put back unsent, will be sent later',
     status: 503,
     retryable: true,
   },
