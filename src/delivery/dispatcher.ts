@@ -191,8 +191,8 @@ const silent: DeliveryLogger = { info() {}, warn() {}, error() {} };
 const LIMITER_RETRY_MS = 1000;
 /** How often the dispatcher looks for `running` campaigns it is not watching (see finishCampaigns). */
 const RUNNING_RESCAN_MS = 30_000;
-/** At most one "rate limiter unavailable" warning per this many ms (every message of a batch meets the same outage). */
-const LIMITER_WARN_EVERY_MS = 10_000;
+/** At most one warning per outage kind (rate limiter, token) per this many ms: every message of a batch meets it. */
+const WARN_EVERY_MS = 10_000;
 /**
  * How long an app's messages wait after its access token could not be had: this, doubled per failure in a row, up
  * to {@link TOKEN_RETRY_MAX_MS}. Waiting per app (not per message) keeps a backlog from asking the token endpoint,
@@ -513,22 +513,18 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       await applyEffects([{ type: 'pause-app', appId: m.appId, until, reason }]);
       return putBack(m, until, 'DELIVERY_APP_PAUSED', reason);
     }
-    const prev = tokenWait.get(m.appId);
     // Requests that were already waiting for the same failed fetch count as one failure, not one each.
-    const wait =
-      prev !== undefined && prev.until > now
-        ? prev
-        : (() => {
-            const failures = (prev?.failures ?? 0) + 1;
-            const w = {
-              until: now + Math.min(TOKEN_RETRY_MS * 2 ** (failures - 1), TOKEN_RETRY_MAX_MS),
-              failures,
-              reason,
-            };
-            tokenWait.set(m.appId, w);
-            return w;
-          })();
-    if (now - tokenWarnedAt >= LIMITER_WARN_EVERY_MS) {
+    let wait = tokenWait.get(m.appId);
+    if (wait === undefined || wait.until <= now) {
+      const failures = (wait?.failures ?? 0) + 1;
+      wait = {
+        until: now + Math.min(TOKEN_RETRY_MS * 2 ** (failures - 1), TOKEN_RETRY_MAX_MS),
+        failures,
+        reason,
+      };
+      tokenWait.set(m.appId, wait);
+    }
+    if (now - tokenWarnedAt >= WARN_EVERY_MS) {
       tokenWarnedAt = now;
       log.warn(
         { appId: m.appId, failures: wait.failures, retryAt: new Date(wait.until).toISOString(), reason },
@@ -615,7 +611,7 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       // back unsent, a little later, rather than send past a limit other instances may be counting on.
       counters.rateLimiterErrors++;
       const now = clock.now();
-      if (now - limiterWarnedAt >= LIMITER_WARN_EVERY_MS) {
+      if (now - limiterWarnedAt >= WARN_EVERY_MS) {
         limiterWarnedAt = now;
         log.warn({ err, appId: m.appId }, 'rate limiter unavailable: putting messages back unsent');
       }

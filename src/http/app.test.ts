@@ -307,6 +307,9 @@ describe('send API', () => {
       headers: { ...auth(), ...headers },
       payload: payload as object,
     });
+  /** Records a one-time grant of TPL_ONCE for `openid` (now: the test clock's). */
+  const grantOnce = (openid: string, scene: number, now = clock.now()) =>
+    store.grants.recordOneTime({ appId: APP_ID, openid, templateId: 'TPL_ONCE', scene, now });
   const msg = {
     kind: 'one-time',
     openid: 'oS',
@@ -339,13 +342,7 @@ describe('send API', () => {
   });
 
   it('reserves the grant and enqueues once; a second send has no grant', async () => {
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'oS',
-      templateId: 'TPL_ONCE',
-      scene: 3,
-      now: clock.now(),
-    });
+    await grantOnce('oS', 3);
     const a = await send(msg);
     expect(a.statusCode, a.body).toBe(202);
     const id = a.json().id as string;
@@ -364,20 +361,8 @@ describe('send API', () => {
   });
 
   it('makes retries with an Idempotency-Key safe', async () => {
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'oS',
-      templateId: 'TPL_ONCE',
-      scene: 1,
-      now: clock.now(),
-    });
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'oS',
-      templateId: 'TPL_ONCE',
-      scene: 2,
-      now: clock.now(),
-    });
+    await grantOnce('oS', 1);
+    await grantOnce('oS', 2);
     const a = await send(msg, { 'idempotency-key': 'k1' });
     const b = await send({ ...msg }, { 'idempotency-key': 'k1' });
     expect(a.statusCode).toBe(202);
@@ -391,14 +376,7 @@ describe('send API', () => {
   });
 
   it('replays one message for every spelling of one send under an Idempotency-Key', async () => {
-    for (const scene of [1, 2])
-      await store.grants.recordOneTime({
-        appId: APP_ID,
-        openid: 'oS',
-        templateId: 'TPL_ONCE',
-        scene,
-        now: 1,
-      });
+    for (const scene of [1, 2]) await grantOnce('oS', scene, 1);
     // The default scene left out, then spelled out.
     const a = await send(msg, { 'idempotency-key': 'k-scene' });
     const b = await send({ ...msg, scene: 'any' }, { 'idempotency-key': 'k-scene' });
@@ -433,13 +411,7 @@ describe('send API', () => {
   });
 
   it('still replays a message an earlier release stored under the hash of its raw body', async () => {
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'oS',
-      templateId: 'TPL_ONCE',
-      scene: 1,
-      now: 1,
-    });
+    await grantOnce('oS', 1, 1);
     // The usual send, scene left out: its hash as enqueued now has scene "any", its raw hash does not.
     const body = msg;
     // Earlier releases hashed the parsed body as JSON with sorted keys.
@@ -466,13 +438,7 @@ describe('send API', () => {
   });
 
   it('refuses NUL, other control characters and lone surrogates in free text, and stores nothing', async () => {
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'oS',
-      templateId: 'TPL_ONCE',
-      scene: 1,
-      now: 1,
-    });
+    await grantOnce('oS', 1, 1);
     const campaign = { name: 'n', template: 'TPL_ONCE', payload: { title: 't', content: 'c' } };
     const note = { kind: 'notification', openid: 'oS', template: 'TPL_N' };
     const data = { thing1: { value: '会议室A' }, time2: { value: '15:01' } };
@@ -556,13 +522,7 @@ describe('send API', () => {
   });
 
   it('rejects bad input with stable codes and enqueues nothing', async () => {
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'oS',
-      templateId: 'TPL_ONCE',
-      scene: 1,
-      now: clock.now(),
-    });
+    await grantOnce('oS', 1);
     const cases: [unknown, number, string][] = [
       [{ ...msg, title: '一二三四五六七八九十一二三四五六' }, 422, 'MESSAGE_INVALID'],
       [{ ...msg, content: 'x'.repeat(201) }, 422, 'MESSAGE_INVALID'],
@@ -641,14 +601,7 @@ describe('send API', () => {
   });
 
   it('lists grants and creates, reads and cancels campaigns', async () => {
-    for (const o of ['o1', 'o2'])
-      await store.grants.recordOneTime({
-        appId: APP_ID,
-        openid: o,
-        templateId: 'TPL_ONCE',
-        scene: 4,
-        now: clock.now(),
-      });
+    for (const o of ['o1', 'o2']) await grantOnce(o, 4);
     const g = await app.inject({ method: 'GET', url: '/v1/grants?template=TPL_ONCE', headers: auth() });
     expect(
       g
@@ -692,13 +645,7 @@ describe('send API', () => {
   });
 
   it('refuses a campaign scene filter that can match no scene', async () => {
-    await store.grants.recordOneTime({
-      appId: APP_ID,
-      openid: 'o1',
-      templateId: 'TPL_ONCE',
-      scene: 3,
-      now: 1,
-    });
+    await grantOnce('o1', 3, 1);
     const create = (scenes: unknown) =>
       app.inject({
         method: 'POST',

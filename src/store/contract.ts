@@ -121,17 +121,20 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
       store.grants.recordOneTime({ appId: APP, openid, templateId, scene, now });
     const getGrant = (openid: string, scene: number) =>
       store.grants.get({ appId: APP, openid, templateId: TPL, scene });
-    /** A one-time campaign over every available grant, its messages enqueued (one batch). */
-    const enqueuedOneTimeCampaign = async (name: string) => {
-      const c = await store.outbox.createCampaign({
+    /** A new campaign (state `enqueuing`) on TPL or NTPL, with the usual payload of its kind, created at T0. */
+    const newCampaign = (name: string, kind: 'one-time' | 'notification') =>
+      store.outbox.createCampaign({
         appId: APP,
         name,
-        kind: 'one-time',
-        templateId: TPL,
+        kind,
+        templateId: kind === 'one-time' ? TPL : NTPL,
         sceneFilter: null,
-        payload: oneTimePayload,
+        payload: kind === 'one-time' ? oneTimePayload : notifyPayload,
         now: T0,
       });
+    /** A one-time campaign over every available grant, its messages enqueued (one batch). */
+    const enqueuedOneTimeCampaign = async (name: string) => {
+      const c = await newCampaign(name, 'one-time');
       await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 });
       return c;
     };
@@ -350,15 +353,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
 
       it('credits cleared while a message holds one: cancelling that message gives nothing back', async () => {
         await credits('u1', 1);
-        const c = await store.outbox.createCampaign({
-          appId: APP,
-          name: 'n',
-          kind: 'notification',
-          templateId: NTPL,
-          sceneFilter: null,
-          payload: notifyPayload,
-          now: T0,
-        });
+        const c = await newCampaign('n', 'notification');
         expect(await store.outbox.enqueueCampaignBatch({ campaignId: c.id, batchSize: 10, now: T0 })).toBe(1);
         // The user turned the template off (subscribe_msg_change_event): WeChat holds no credit for them any more.
         await store.grants.clearNotificationCredits({
@@ -1326,15 +1321,7 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           count: 0,
           now: T0,
         });
-        const n = await store.outbox.createCampaign({
-          appId: APP,
-          name: 'n',
-          kind: 'notification',
-          templateId: NTPL,
-          sceneFilter: null,
-          payload: notifyPayload,
-          now: T0,
-        });
+        const n = await newCampaign('n', 'notification');
         expect(await store.outbox.enqueueCampaignBatch({ campaignId: n.id, batchSize: 10, now: T0 })).toBe(2);
         expect(
           await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
