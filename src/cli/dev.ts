@@ -242,8 +242,9 @@ export function devBanner(s: DevStack): string {
     'wxsub dev is running — 本地开发环境已启动',
     '',
     `  Demo page     ${s.demoUrl}/`,
-    `  Service       ${s.serviceUrl}`,
-    `  Emulator      ${s.emulatorUrl}`,
+    // The two APIs have no page at `/`: say where to look, after the URL (the URL stays the line's first word).
+    `  Service       ${s.serviceUrl}   API: /v1 with the key below; /healthz, /metrics`,
+    `  Emulator      ${s.emulatorUrl}   WeChat's APIs; its control API under /__emulator/`,
     '',
     '  Inboxes (what each user sees in WeChat):',
     ...s.users.map((u) => `    ${u.nickname}  ${s.inboxUrl(u.openid)}`),
