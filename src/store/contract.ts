@@ -226,6 +226,37 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect((await store.outbox.getMessage(m3.id))?.status).toBe('queued');
       });
 
+      it('a 43101 leaves available a consent the user gave again while that attempt was in flight', async () => {
+        const revoke = {
+          status: 'failed' as const,
+          grant: 'revoke' as const,
+          lastErrcode: 43101,
+          errorCode: 'DELIVERY_CONSENT_REVOKED',
+          errorMessage: '43101',
+        };
+        await grant('u1', 1);
+        await grant('u2', 1);
+        const a = await mustEnqueue(oneTime('u1'));
+        const b = await mustEnqueue(oneTime('u2'));
+        await store.outbox.claim({ owner: 'w', limit: 2, leaseMs: 30_000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [a.id, b.id], owner: 'w', now: T0 + 1 });
+        await grant('u1', 1, T0 + 5); // confirmed again on WeChat's page after WeChat looked at the send
+        expect(
+          await store.outbox.completeMany?.({
+            owner: 'w',
+            now: T0 + 6,
+            items: [
+              { id: a.id, outcome: revoke },
+              { id: b.id, outcome: revoke },
+            ],
+          }),
+        ).toEqual([true, true]);
+        expect(await getGrant('u1', 1)).toMatchObject({ state: 'available', confirmedAt: T0 + 5 });
+        expect((await getGrant('u2', 1))?.state).toBe('revoked');
+        // The new consent is one send right, for the next message.
+        expect((await mustEnqueue(oneTime('u1', { now: T0 + 7 }))).scene).toBe(1);
+      });
+
       it('revokes every open grant of a template, or one scene', async () => {
         await grant('u1', 1);
         await grant('u1', 2);
@@ -425,6 +456,65 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           await store.outbox.complete({ id: rest.id, owner: n, outcome: released, now: T0 + 3 });
           expect(await creditOf(n), n).toMatchObject({ available: 0, reserved: 0 });
         }
+      });
+
+      it('a 43101 keeps credits the user accepted while that attempt was in flight, and wipes older ones', async () => {
+        // WeChat answered 43101 for a send it looked at before the new accept: the accept still stands there.
+        await credits('u1', 1);
+        const a = await mustEnqueue(notification('u1'));
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [a.id], owner: 'w', now: T0 + 1 });
+        await credits('u1', 1, T0 + 5);
+        await store.grants.addNotificationCredits({
+          appId: APP,
+          openid: 'u1',
+          templateId: NTPL,
+          count: 0,
+          longTerm: true,
+          now: T0 + 5,
+        });
+        expect(await store.outbox.complete({ id: a.id, owner: 'w', outcome: revoked, now: T0 + 6 })).toBe(
+          true,
+        );
+        expect(await creditOf('u1')).toMatchObject({ available: 1, reserved: 0, longTerm: true });
+        // Accepted before the attempt started: WeChat had it when it answered 43101, so it is gone.
+        await credits('u2', 1);
+        const b = await mustEnqueue(notification('u2'));
+        await credits('u2', 2, T0 + 1);
+        const c = await mustEnqueue(notification('u2'));
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 + 2 });
+        await store.outbox.markAttemptStarted({ ids: [b.id], owner: 'w', now: T0 + 2 });
+        expect(await store.outbox.complete({ id: b.id, owner: 'w', outcome: revoked, now: T0 + 6 })).toBe(
+          true,
+        );
+        expect(await creditOf('u2')).toMatchObject({ available: 0, reserved: 0, longTerm: false });
+        // The other queued message's credit was detached: releasing it gives nothing back.
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 + 7 });
+        await store.outbox.markAttemptStarted({ ids: [c.id], owner: 'w', now: T0 + 7 });
+        await store.outbox.complete({ id: c.id, owner: 'w', outcome: released, now: T0 + 8 });
+        expect(await creditOf('u2')).toMatchObject({ available: 0, reserved: 0 });
+      });
+
+      it('a 43101 that started after the last accept wipes it, in a group with one that started before', async () => {
+        await credits('u1', 3);
+        const a = await mustEnqueue(notification('u1'));
+        const b = await mustEnqueue(notification('u1'));
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 });
+        await store.outbox.markAttemptStarted({ ids: [a.id], owner: 'w', now: T0 });
+        await credits('u1', 1, T0 + 1);
+        await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 30_000, now: T0 + 2 });
+        await store.outbox.markAttemptStarted({ ids: [b.id], owner: 'w', now: T0 + 2 });
+        expect(
+          await store.outbox.completeMany?.({
+            owner: 'w',
+            now: T0 + 3,
+            items: [
+              { id: a.id, outcome: revoked },
+              { id: b.id, outcome: revoked },
+            ],
+          }),
+        ).toEqual([true, true]);
+        expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0, longTerm: false });
       });
 
       it('adds, reads and clears credits; long-term sticks until cleared', async () => {

@@ -257,10 +257,12 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     async addNotificationCredits(i) {
       const r = await one(
         pool,
-        `INSERT INTO notification_credits AS nc (id, app_id, openid, template_id, available, reserved, long_term, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
+        `INSERT INTO notification_credits AS nc
+           (id, app_id, openid, template_id, available, reserved, long_term, updated_at, accepted_at)
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, CASE WHEN $5 > 0 OR $6 THEN $7::bigint END)
          ON CONFLICT (app_id, openid, template_id) DO UPDATE SET available = nc.available + EXCLUDED.available,
-           long_term = nc.long_term OR EXCLUDED.long_term, updated_at = EXCLUDED.updated_at
+           long_term = nc.long_term OR EXCLUDED.long_term, updated_at = EXCLUDED.updated_at,
+           accepted_at = GREATEST(nc.accepted_at, EXCLUDED.accepted_at)
          RETURNING *`,
         [
           ids(),
@@ -477,6 +479,12 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     rows.map((r) => String(r.template_id)),
   ];
 
+  // A 43101 is about the consent WeChat held when it looked at the send, some time after the attempt started. A
+  // one-time confirm or an accept of credits recorded after that start stands at WeChat: the grant goes back to
+  // `available` instead of `revoked`, and the credits stay (the message only drops the one it held).
+  const CONFIRMED_SINCE = `(m.effect = 'revoke' AND m.started_at IS NOT NULL AND grants.confirmed_at > m.started_at)`;
+  const CREDITS_WIPED = `(x.revoke AND (x.revoke_started IS NULL OR nc.accepted_at IS NULL OR nc.accepted_at <= x.revoke_started))`;
+
   // Set-based completion: one statement for any number of messages of one owner. Credit rows are aggregated per
   // key first because one UPDATE can change a row only once.
   const completeSql = `WITH input AS (
@@ -500,26 +508,34 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       RETURNING messages.id,
         CASE WHEN i.effect <> 'none' THEN i.effect WHEN messages.status = 'cancelled' THEN 'release'
           WHEN messages.status = 'unknown' THEN 'consume' ELSE 'none' END AS effect,
-        messages.kind, messages.grant_id, messages.credit_reserved, messages.app_id, messages.openid, messages.template_id),
+        messages.kind, messages.grant_id, messages.credit_reserved, messages.app_id, messages.openid, messages.template_id,
+        messages.attempt_started_at AS started_at),
     g AS (
-      UPDATE grants SET state = CASE m.effect WHEN 'consume' THEN 'consumed' WHEN 'release' THEN 'available' ELSE 'revoked' END,
-        closed_at = CASE WHEN m.effect = 'release' THEN grants.closed_at ELSE $11 END, updated_at = $11
+      UPDATE grants SET state = CASE m.effect WHEN 'consume' THEN 'consumed' WHEN 'release' THEN 'available'
+          ELSE CASE WHEN ${CONFIRMED_SINCE} THEN 'available' ELSE 'revoked' END END,
+        closed_at = CASE WHEN m.effect = 'release' OR ${CONFIRMED_SINCE} THEN grants.closed_at ELSE $11 END, updated_at = $11
       FROM m WHERE m.kind = 'one-time' AND m.effect <> 'none' AND grants.id = m.grant_id
         AND (grants.state = 'reserved' OR (m.effect = 'revoke' AND grants.state = 'available'))
       RETURNING 1),
     n AS (
       UPDATE notification_credits nc SET
-        available = CASE WHEN x.revoke THEN 0 ELSE nc.available + x.released END,
-        reserved = CASE WHEN x.revoke THEN 0 ELSE GREATEST(nc.reserved - x.spent, 0) END,
-        long_term = nc.long_term AND NOT x.revoke, updated_at = $11
+        available = CASE WHEN ${CREDITS_WIPED} THEN 0 ELSE nc.available + x.released END,
+        reserved = CASE WHEN ${CREDITS_WIPED} THEN 0 ELSE GREATEST(nc.reserved - x.spent, 0) END,
+        long_term = nc.long_term AND NOT ${CREDITS_WIPED}, updated_at = $11
       FROM (SELECT app_id, openid, template_id,
               count(*) FILTER (WHERE credit_reserved AND effect = 'release')::int AS released,
               count(*) FILTER (WHERE credit_reserved)::int AS spent,
-              bool_or(effect = 'revoke') AS revoke
+              bool_or(effect = 'revoke') AS revoke,
+              -- the latest start among the 43101s (one of unknown start counts as the latest)
+              CASE WHEN bool_or(effect = 'revoke' AND started_at IS NULL) THEN NULL
+                ELSE max(started_at) FILTER (WHERE effect = 'revoke') END AS revoke_started
             FROM m WHERE kind = 'notification' AND effect <> 'none' GROUP BY 1, 2, 3) x
       WHERE nc.app_id = x.app_id AND nc.openid = x.openid AND nc.template_id = x.template_id
-      RETURNING 1)
-    SELECT id, app_id, openid, template_id, kind = 'notification' AND effect = 'revoke' AS revoked FROM m`;
+      RETURNING nc.app_id, nc.openid, nc.template_id, ${CREDITS_WIPED} AS wiped)
+    SELECT id, app_id, openid, template_id, kind = 'notification' AND effect = 'revoke' AND EXISTS (
+        SELECT 1 FROM n WHERE n.wiped AND n.app_id = m.app_id AND n.openid = m.openid AND n.template_id = m.template_id
+      ) AS revoked
+    FROM m`;
   const completeMany = async (
     owner: string,
     items: { id: string; outcome: AttemptOutcome }[],

@@ -346,20 +346,23 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
     async addNotificationCredits(i) {
       const r = q(
-        `INSERT INTO notification_credits (id, app_id, openid, template_id, available, reserved, long_term, updated_at)
-         VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+        `INSERT INTO notification_credits AS nc
+           (id, app_id, openid, template_id, available, reserved, long_term, updated_at, accepted_at)
+         VALUES (@id, @appId, @openid, @templateId, @count, 0, @longTerm, @now,
+           CASE WHEN @count > 0 OR @longTerm = 1 THEN @now END)
          ON CONFLICT (app_id, openid, template_id) DO UPDATE SET available = available + excluded.available,
-           long_term = MAX(long_term, excluded.long_term), updated_at = excluded.updated_at
+           long_term = MAX(long_term, excluded.long_term), updated_at = excluded.updated_at,
+           accepted_at = MAX(COALESCE(nc.accepted_at, excluded.accepted_at), COALESCE(excluded.accepted_at, nc.accepted_at))
          RETURNING *`,
-      ).get(
-        ids(),
-        i.appId,
-        i.openid,
-        i.templateId,
-        Math.max(0, Math.floor(i.count)),
-        i.longTerm ? 1 : 0,
-        i.now,
-      ) as Row;
+      ).get({
+        id: ids(),
+        appId: i.appId,
+        openid: i.openid,
+        templateId: i.templateId,
+        count: Math.max(0, Math.floor(i.count)),
+        longTerm: i.longTerm ? 1 : 0,
+        now: i.now,
+      }) as Row;
       return toCredit(r);
     },
     async clearNotificationCredits(i) {
@@ -532,6 +535,36 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       ).run(i.appId, i.openid, i.templateId);
   };
   const clearCredits = tx(revokeCredits);
+  // The 43101s of a group, per user: the credits go unless the user accepted again after the latest of those
+  // attempts started (WeChat looked at each send before that accept, which stands there). Then each of these
+  // messages only drops the credit it held, and the others keep theirs.
+  const revokeCreditsAfter43101 = (rows: Row[], now: number): void => {
+    const users = new Map<string, { rows: Row[]; startedAt: number | null }>();
+    for (const r of rows) {
+      const key = JSON.stringify([r.app_id, r.openid, r.template_id]);
+      const startedAt = r.attempt_started_at === null ? null : Number(r.attempt_started_at);
+      const user = users.get(key);
+      if (user === undefined) users.set(key, { rows: [r], startedAt });
+      else {
+        user.rows.push(r);
+        // An attempt of unknown start counts as the latest: nothing can be shown to have come after it.
+        user.startedAt =
+          user.startedAt === null || startedAt === null ? null : Math.max(user.startedAt, startedAt);
+      }
+    }
+    for (const { rows: mine, startedAt } of users.values()) {
+      const [first] = mine as [Row];
+      const user = {
+        appId: String(first.app_id),
+        openid: String(first.openid),
+        templateId: String(first.template_id),
+      };
+      const acceptedAt = creditOf(user.appId, user.openid, user.templateId)?.accepted_at ?? null;
+      if (startedAt !== null && acceptedAt !== null && Number(acceptedAt) > startedAt) {
+        for (const r of mine) applyCreditEffect(r, 'consume', now);
+      } else revokeCredits({ ...user, now });
+    }
+  };
   const applyCreditEffect = (r: Row, effect: GrantEffect, now: number): void => {
     const held = Number(r.credit_reserved) === 1 ? 1 : 0;
     if (effect === 'none' || (effect === 'consume' && held === 0)) return;
@@ -552,6 +585,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     revoke: `UPDATE grants SET state = 'revoked', closed_at = @now, updated_at = @now
       WHERE id IN (SELECT value FROM json_each(@ids)) AND state IN ('reserved', 'available')`,
   };
+  // A 43101 revokes its grant unless the user confirmed it again after the attempt started: WeChat looked at the
+  // send before that confirm, which stands there; the grant then goes back to `available` (the release below).
+  const revokeStaleGrantsSql = `UPDATE grants SET state = 'revoked', closed_at = @now, updated_at = @now
+    FROM json_each(@items) AS i
+    WHERE grants.id = i.value ->> 0 AND grants.state IN ('reserved', 'available')
+      AND (i.value ->> 1 IS NULL OR grants.confirmed_at IS NULL OR grants.confirmed_at <= i.value ->> 1)`;
   const moveGrants = (effect: GrantEffect, grantIds: string[], now: number): void => {
     if (effect !== 'none' && grantIds.length > 0) q(grantEffectSql[effect]).run({ now, ids: json(grantIds) });
   };
@@ -578,7 +617,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
        updated_at = ?
      FROM json_each(?) AS i
      WHERE messages.id = i.value ->> 0 AND messages.status = 'sending' AND messages.lease_owner = ?
-     RETURNING messages.id, messages.status, kind, grant_id, credit_reserved, app_id, openid, template_id`;
+     RETURNING messages.id, messages.status, kind, grant_id, credit_reserved, app_id, openid, template_id, attempt_started_at`;
   /** Records outcomes of distinct messages; returns the ids recorded (the others' leases were lost). */
   const completeRows = (
     owner: string,
@@ -591,7 +630,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return [...completionRow(it.id, it.outcome, now), attemptsGivenBack(it.outcome)];
     });
     const done = q(completeGroupSql).all(now, json(rows), owner);
-    const grantIds: Record<Exclude<GrantEffect, 'none'>, string[]> = { consume: [], release: [], revoke: [] };
+    const grantIds: Record<Exclude<GrantEffect, 'none' | 'revoke'>, string[]> = { consume: [], release: [] };
+    const revokedGrants: [string, unknown][] = [];
     const completed = new Set<string>();
     const revoked: Row[] = [];
     for (const r of done) {
@@ -602,16 +642,17 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       // Revokes last: they zero what the others of the group did to the same user, in whatever order they came.
       if (r.kind === 'notification' && effect === 'revoke') revoked.push(r);
       else if (r.kind === 'notification') applyCreditEffect(r, effect, now);
-      else if (r.grant_id !== null && r.grant_id !== undefined) grantIds[effect].push(String(r.grant_id));
+      else if (r.grant_id === null || r.grant_id === undefined) continue;
+      else if (effect === 'revoke') revokedGrants.push([String(r.grant_id), r.attempt_started_at ?? null]);
+      else grantIds[effect].push(String(r.grant_id));
     }
-    for (const effect of ['consume', 'release', 'revoke'] as const) moveGrants(effect, grantIds[effect], now);
-    for (const r of revoked)
-      revokeCredits({
-        appId: String(r.app_id),
-        openid: String(r.openid),
-        templateId: String(r.template_id),
-        now,
-      });
+    moveGrants('consume', grantIds.consume, now);
+    if (revokedGrants.length > 0) {
+      q(revokeStaleGrantsSql).run({ now, items: json(revokedGrants) });
+      grantIds.release.push(...revokedGrants.map(([id]) => id)); // those confirmed again meanwhile
+    }
+    moveGrants('release', grantIds.release, now);
+    revokeCreditsAfter43101(revoked, now);
     return completed;
   };
   const complete = tx((i: { id: string; owner: string; outcome: AttemptOutcome; now: number }): boolean =>

@@ -54,6 +54,7 @@ describe('sqlite store', () => {
       { id: 5, name: 'drop-messages-app' },
       { id: 6, name: 'message-counts' },
       { id: 7, name: 'nonces-by-expiry' },
+      { id: 8, name: 'credits-accepted-at' },
     ]);
     raw.close();
   });

@@ -5,9 +5,10 @@ import { migration as m0003 } from './0003-claim-indexes.js';
 import { migration as m0004 } from './0004-outbox-hot-updates.js';
 import { migration as m0005 } from './0005-message-counts.js';
 import { migration as m0006 } from './0006-nonces-by-expiry.js';
+import { migration as m0007 } from './0007-credits-accepted-at.js';
 
 /** A numbered schema change. */
 export type Migration = { readonly id: number; readonly name: string; readonly sql: string };
 
 /** Every PostgreSQL migration, ascending by id. */
-export const postgresMigrations: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006];
+export const postgresMigrations: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007];
