@@ -56,15 +56,23 @@ export const templateSchema = z.strictObject({
     .optional(),
 });
 
+/** A domain list entry: `host` (any port) or `host:port`, no scheme or path (spec §1.2; see hostAllowed). */
+const domainEntry = z
+  .string()
+  .regex(
+    /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::\d{1,5})?$/,
+    'a domain is host or host:port, without scheme or path',
+  );
+
 /** Zod schema of one seed app. */
 export const appSchema = z.strictObject({
   appid: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'appid must be 1–64 of [A-Za-z0-9_-]'),
   secret: z.string().min(1).max(128),
   name: z.string().max(64).optional(),
   originalId: z.string().max(64).optional(),
-  businessDomains: z.array(z.string().min(1)).optional(),
-  jsDomains: z.array(z.string().min(1)).optional(),
-  oauthDomains: z.array(z.string().min(1)).optional(),
+  businessDomains: z.array(domainEntry).optional(),
+  jsDomains: z.array(domainEntry).optional(),
+  oauthDomains: z.array(domainEntry).optional(),
   ipWhitelistErrcode: z.union([z.literal(40164), z.literal(61004)]).optional(),
   ipWhitelist: z.array(z.string()).optional(),
   users: z

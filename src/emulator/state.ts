@@ -13,6 +13,8 @@ export const OVERLAP_MS = 300_000;
 export const OAUTH_CODE_TTL_MS = 300_000;
 /** Beijing time offset: WeChat's daily quotas reset at 00:00 UTC+8. */
 const BEIJING_OFFSET_MS = 8 * 3_600_000;
+/** The latest time a JavaScript Date can hold (ECMA-262 §21.4.1.1). */
+const MAX_DATE_MS = 8.64e15;
 
 /** Tunable behaviour where the spec is silent or contradictory. */
 export type EmulatorBehavior = {
@@ -39,6 +41,12 @@ export type EmulatorBehavior = {
   sentEventLimit: number;
   /** Private 订阅通知 templates per app (addtemplate → 200012 beyond). @default 25 */
   maxPrivateTemplates: number;
+  /**
+   * Whether addtemplate requires `sceneDesc` (spec §2.6, disputed: required in the service-account doc, optional in
+   * the mini-program doc). When false, a missing one is accepted; a given one must still be 1–15 chars.
+   * @default true
+   */
+  addtemplateSceneDescRequired: boolean;
 };
 
 /** Defaults of {@link EmulatorBehavior}. */
@@ -51,6 +59,7 @@ export const DEFAULT_BEHAVIOR: EmulatorBehavior = {
   inboxLimitPerUser: 1000,
   sentEventLimit: 100_000,
   maxPrivateTemplates: 25,
+  addtemplateSceneDescRequired: true,
 };
 
 /** An emulated user of one app. */
@@ -285,6 +294,12 @@ export class EmulatorState {
   advanceClock(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0)
       throw new EmulatorStateError('EMU_BAD_ARGUMENT', 400, 'advanceMs must be ≥ 0');
+    if (this.now() + ms > MAX_DATE_MS)
+      throw new EmulatorStateError(
+        'EMU_BAD_ARGUMENT',
+        400,
+        `advanceMs must keep the clock a valid date (at most ${MAX_DATE_MS - this.now()} from now)`,
+      );
     const c = this.#clock as Clock & { advance?: (ms: number) => void };
     if (typeof c.advance === 'function') c.advance(ms);
     else this.#offset += ms;
@@ -360,8 +375,13 @@ export class EmulatorState {
       clearQuota: { month: -1, count: 0 },
     };
     this.apps.set(appid, app);
-    for (const u of input.users ?? []) this.createUser(appid, u);
-    for (const t of input.templates ?? []) this.createTemplate(appid, t);
+    try {
+      for (const u of input.users ?? []) this.createUser(appid, u);
+      for (const t of input.templates ?? []) this.createTemplate(appid, t);
+    } catch (err) {
+      this.apps.delete(appid); // a duplicate user or template: no half-built app is left behind
+      throw err;
+    }
     return app;
   }
 
@@ -413,6 +433,14 @@ export class EmulatorState {
     const enumValues = new Map<string, string[]>();
     for (const e of list) enumValues.set(e.keywordCode.replace(/\.DATA$/, ''), e.enumValueList);
     const placeholders = parsePlaceholders(content);
+    for (const p of placeholders) {
+      if (p.type === 'enum' && (enumValues.get(p.key)?.length ?? 0) === 0)
+        throw new EmulatorStateError(
+          'EMU_BAD_ARGUMENT',
+          400,
+          `{{${p.key}.DATA}} needs its values in keywordEnumValueList (spec §2.5): no value could ever be sent`,
+        );
+    }
     const tpl: EmuTemplate = {
       templateId,
       kind: input.kind,
@@ -500,6 +528,15 @@ export class EmulatorState {
   /** A user rejected a notification template in settings (spec §2.7 change event): credits cleared. */
   revokeNotification(appid: string, openid: string, templateId: string): void {
     const app = this.requireApp(appid);
+    this.#requireUser(app, openid);
+    const tpl = app.templates.get(templateId);
+    if (!tpl) throw new EmulatorStateError('EMU_TEMPLATE_NOT_FOUND', 404, `No template ${templateId}`);
+    if (tpl.kind !== 'notification')
+      throw new EmulatorStateError(
+        'EMU_BAD_ARGUMENT',
+        400,
+        `Template ${templateId} is not a notification template`,
+      );
     const key = `${openid}\0${templateId}`;
     app.credits.delete(key);
     app.longTerm.delete(key);

@@ -43,7 +43,9 @@ const grantSchema = z.strictObject({
 const revokeSchema = z.strictObject({ openid: z.string().min(1), template_id: z.string().min(1) });
 const probability = z.number().min(0).max(1);
 const faultSchema = z.strictObject({
-  path: z.string().min(1),
+  path: z
+    .string()
+    .regex(/^(?:\*|\/[^?#]*)$/, 'path is "*" or an API path starting with "/" (no query or fragment)'),
   errcodes: z.record(z.string().regex(/^-?\d+$/), probability).optional(),
   http5xx: probability.optional(),
   drop: probability.optional(),
@@ -66,6 +68,7 @@ const behaviorSchema = z
     inboxLimitPerUser: z.number().int().min(1).max(1_000_000),
     sentEventLimit: z.number().int().min(1).max(10_000_000),
     maxPrivateTemplates: z.number().int().min(0).max(10_000),
+    addtemplateSceneDescRequired: z.boolean(),
   })
   .partial();
 

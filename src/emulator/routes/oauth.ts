@@ -14,7 +14,12 @@ export const OAUTH_ERROR = {
   REDIRECT_MISSING: 10011,
   APPID: 10012,
   RESPONSE_TYPE: 10015,
+  /** `state` outside `a-zA-Z0-9` or over 128 bytes: 不合法的参数, as the consent page answers a bad `reserved`. */
+  STATE: 40035,
 } as const;
+
+/** `state` (spec §5): `a-zA-Z0-9`, at most 128 bytes. */
+const STATE_RE = /^[A-Za-z0-9]{0,128}$/;
 
 const SECRET_SHAPE = /^[0-9a-fA-F]{32}$/;
 
@@ -77,6 +82,7 @@ export function registerOAuthRoutes(fastify: FastifyInstance, state: EmulatorSta
       return sendError(reply, OAUTH_ERROR.SCOPE, '此公众号并没有这些scope的权限');
     }
     const stateParam = queryParam(req, 'state') ?? '';
+    if (!STATE_RE.test(stateParam)) return sendError(reply, OAUTH_ERROR.STATE, 'state 参数错误');
     const cookieName = `wxemu_openid_${app.appid}`;
     const chosen = queryParam(req, 'openid') ?? cookieValue(req.headers.cookie, cookieName);
     if (chosen && app.users.has(chosen)) {

@@ -103,7 +103,8 @@ export function registerTemplateRoutes(fastify: FastifyInstance, state: Emulator
       kids.push(n);
     }
     const sceneDesc = f.get('sceneDesc');
-    if (typeof sceneDesc !== 'string' || sceneDesc === '' || [...sceneDesc].length > 15)
+    const optional = !state.behavior.addtemplateSceneDescRequired && sceneDesc === undefined;
+    if (!optional && (typeof sceneDesc !== 'string' || sceneDesc === '' || [...sceneDesc].length > 15))
       return wxError(200021, now);
     let count = 0;
     for (const t of app.templates.values()) if (t.kind === 'notification') count++;

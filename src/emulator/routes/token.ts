@@ -22,8 +22,9 @@ function authenticateApp(
   if (grantType !== 'client_credential') return wxError(40002, now);
   const app = typeof appid === 'string' ? state.apps.get(appid) : undefined;
   if (!app) return wxError(40013, now);
-  if (app.ipWhitelist.length > 0 && !app.ipWhitelist.includes(req.ip)) {
-    const ip = req.ip.replace(/^::ffff:/, '');
+  // An IPv4 caller on a dual-stack socket arrives as `::ffff:a.b.c.d`: WeChat treats both forms as one caller.
+  const ip = req.ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  if (app.ipWhitelist.length > 0 && !app.ipWhitelist.some((w) => w.replace(/^::ffff:/, '') === ip)) {
     return app.ipWhitelistErrcode === 61004
       ? wxError(61004, now)
       : wxError(40164, now, `invalid ip ${ip} ipv6 ::ffff:${ip}, not in whitelist`);
@@ -36,7 +37,7 @@ function authenticateApp(
   return app;
 }
 
-/** Registers `/cgi-bin/token`, `/cgi-bin/stable_token`, `/cgi-bin/ticket/getticket`, quota get/clear. */
+/** Registers `/cgi-bin/token`, `/cgi-bin/stable_token`, `/cgi-bin/ticket/getticket`, quota get/clear (and clear by secret). */
 export function registerTokenRoutes(fastify: FastifyInstance, state: EmulatorState): void {
   // https://developers.weixin.qq.com/doc/service/en/Basic_Information/Get_access_token.html
   publicApiRoute(fastify, state, 'GET', '/cgi-bin/token', ({ req, now }) => {
@@ -98,6 +99,23 @@ export function registerTokenRoutes(fastify: FastifyInstance, state: EmulatorSta
     if (typeof path !== 'string' || !path.startsWith('/')) return wxError(40035, now);
     state.clearQuota(app, path);
     return { ...WX_OK };
+  });
+
+  // https://developers.weixin.qq.com/doc/channels/api/basic/api_clearquotabyappsecret.html: no token, the app's
+  // own appid and secret (checked like the token endpoints), the same 10 resets a month as clear_quota.
+  publicApiRoute(fastify, state, 'POST', '/cgi-bin/clear_quota/v2', ({ req, now }) => {
+    const body = jsonBody(req);
+    if (!body.ok) return wxError(body.errcode, now);
+    const b = body.value;
+    const app = authenticateApp(
+      state,
+      req,
+      { appid: b.appid, secret: b.appsecret, grantType: 'client_credential' },
+      now,
+    );
+    if ('errcode' in app) return app;
+    const code = state.clearQuota(app, undefined, true);
+    return code === 0 ? { ...WX_OK } : wxError(code, now);
   });
 
   // https://developers.weixin.qq.com/doc/channels/api/basic/api_clearquota.html (10 per month → 48006)
