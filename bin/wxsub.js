@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Entry point of the `wxsub` command: runs the compiled CLI from dist/.
-import { main } from '../dist/cli/main.js';
+import { cliErrorText, main } from '../dist/cli/main.js';
 
 main(process.argv).catch((err) => {
-  console.error(err instanceof Error ? err.message : String(err));
+  console.error(cliErrorText(err));
   process.exitCode = 1;
 });

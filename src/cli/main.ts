@@ -2,6 +2,8 @@
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { isAppError } from '../errors.js';
+import { redact } from '../wechat/redact.js';
 import { addConfigOptions, configFlagsFrom } from './config-flags.js';
 
 /** Parses a TCP port argument. */
@@ -95,9 +97,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env): Command {
     });
 
   addConfigOptions(
-    program
-      .command('serve')
-      .description('run the wxsub service (HTTP API, consent endpoints, push receiver, dispatcher)'),
+    program.command('serve').description('run the wxsub service (HTTP API, consent endpoints, dispatcher)'),
   ).action(async (opts: Record<string, unknown>) => {
     const { runServe } = await import('./serve.js');
     await runServe(env, configFlagsFrom(opts));
@@ -291,9 +291,31 @@ function isEntryPoint(): boolean {
   }
 }
 
+/** Credentials in URLs (`postgres://user:secret@host`) are never printed. */
+function withoutUrlCredentials(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s/:@]*):[^\s/@]*@/gi, '$1:***@');
+}
+
+/**
+ * What the CLI prints for an error that ends a command: the stable code first (`CONFIG_INVALID: …`), then, for a
+ * wrapped failure such as STORE_UNAVAILABLE, why (`cause: ECONNREFUSED connect ECONNREFUSED 127.0.0.1:5432`).
+ * Secrets stay out: token-like parameters are redacted and URL passwords masked.
+ */
+export function cliErrorText(err: unknown): string {
+  if (!(err instanceof Error)) return withoutUrlCredentials(redact(String(err)));
+  const code = isAppError(err) ? err.code : undefined;
+  let text = code === undefined ? err.message : `${code}: ${err.message}`;
+  const cause = (err as { cause?: unknown }).cause;
+  if (code !== undefined && cause instanceof Error) {
+    const causeCode = (cause as { code?: unknown }).code;
+    text += `\n  cause: ${typeof causeCode === 'string' ? `${causeCode} ` : ''}${cause.message}`;
+  }
+  return withoutUrlCredentials(redact(text));
+}
+
 if (isEntryPoint()) {
   main(process.argv).catch((err: unknown) => {
-    console.error(err instanceof Error ? err.message : String(err));
+    console.error(cliErrorText(err));
     process.exitCode = 1;
   });
 }

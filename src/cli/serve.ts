@@ -63,14 +63,31 @@ function owning(store: TokenStore, extra: () => Promise<void>): TokenStore {
   };
 }
 
+/**
+ * A Redis client whose connection errors go to `onError` at most once per 10 s (it reconnects on its own). Without
+ * a listener ioredis prints every failed reconnect to stderr as plain text, between the JSON log lines.
+ */
+async function openRedis(url: string, onError: (err: Error) => void) {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(url, { maxRetriesPerRequest: 2 });
+  let reportedAt = -Infinity;
+  redis.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - reportedAt < REDIS_ERROR_EVERY_MS) return;
+    reportedAt = now;
+    onError(err);
+  });
+  return redis;
+}
+const REDIS_ERROR_EVERY_MS = 10_000;
+
 /** Opens the token store: Redis when `redisUrl` is set, else PostgreSQL with `databaseUrl`, else a table in the SQLite file. */
 export async function openTokenStore(
   config: ServiceConfig,
   onPoolError: (err: Error) => void = () => {},
 ): Promise<TokenStore> {
   if (config.redisUrl !== '') {
-    const { Redis } = await import('ioredis');
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2 });
+    const redis = await openRedis(config.redisUrl, onPoolError);
     const { createRedisTokenStore } = await import('../wechat/token-stores/redis.js');
     return owning(createRedisTokenStore(redis), async () => {
       redis.disconnect();
@@ -138,7 +155,7 @@ export async function startService(
     if (applied > 0) logger.info({ applied }, 'migrations applied');
 
     const tokenStore = await openTokenStore(config, (err) =>
-      logger.warn({ err: err.message }, 'token store connection lost; the pool reconnects'),
+      logger.warn({ err: err.message }, 'token store connection failed; reconnecting'),
     );
     closers.push(() => tokenStore.close());
     const wechat = await openWeChatClient(config, { tokenStore, logger, ...pick(deps) });
@@ -161,7 +178,9 @@ export async function startService(
     );
     closers.push(() => app.close());
 
-    const rateLimiter = await openRateLimiter(config, closers);
+    const rateLimiter = await openRateLimiter(config, closers, (err) =>
+      logger.warn({ err: err.message }, 'rate limiter (Redis) connection failed; reconnecting'),
+    );
     const dispatcher = createDispatcher(
       {
         store,
@@ -208,11 +227,14 @@ function pick(deps: StartServiceDeps): { clock?: Clock; fetch?: typeof fetch } {
 }
 
 /** The dispatcher's limiter: shared in Redis when `redisUrl` is set, else in memory. */
-async function openRateLimiter(config: ServiceConfig, closers: (() => Promise<void>)[]) {
+async function openRateLimiter(
+  config: ServiceConfig,
+  closers: (() => Promise<void>)[],
+  onError: (err: Error) => void,
+) {
   const opts = { ratePerSecond: config.delivery.ratePerSecond };
   if (config.redisUrl !== '') {
-    const { Redis } = await import('ioredis');
-    const redis = new Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 });
+    const redis = await openRedis(config.redisUrl, onError);
     closers.push(async () => {
       redis.disconnect();
     });

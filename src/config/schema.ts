@@ -1,5 +1,6 @@
 // The service's one configuration schema (every setting, default and env variable), parsing and the doc table.
 import { z } from 'zod';
+import { isAllowlistEntry } from '../consent/allowlist.js';
 import { AppError } from '../errors.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -34,7 +35,17 @@ const consentSchema = z.strictObject({
   /** How often the service deletes spent nonces of links that expired over an hour ago, in seconds; 0 = never. Env `WXSUB_CONSENT_PURGE_INTERVAL_SECONDS`. @default 300 */
   purgeIntervalSeconds: z.number().int().min(0).max(86_400).default(300),
   /** Where `next` may point: origins (`https://app.example.com`) or URL prefixes (`https://app.example.com/shop/`); comma-separated in env. Env `WXSUB_CONSENT_NEXT_ALLOWLIST`. @default [] */
-  nextAllowlist: z.array(z.string().min(1)).default([]),
+  nextAllowlist: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .refine(
+          isAllowlistEntry,
+          'must be an absolute http(s) URL (origin or prefix) without credentials or spaces',
+        ),
+    )
+    .default([]),
   /** One-time template ids the consent endpoint accepts (besides one-time templates registered via the API); comma-separated in env. Env `WXSUB_CONSENT_ONE_TIME_TEMPLATES`. @default [] */
   oneTimeTemplates: z.array(z.string().min(1)).default([]),
 });
@@ -70,8 +81,8 @@ export const serviceConfigSchema = z
     publicBaseUrl: optionalHttpUrl.default(''),
     /** Directory for local data. Env `WXSUB_DATA_DIR`. @default './data' */
     dataDir: z.string().min(1).default('./data'),
-    /** SQLite file used when `databaseUrl` is empty. Env `WXSUB_SQLITE_PATH`. @default './data/wxsub.db' */
-    sqlitePath: z.string().min(1).default('./data/wxsub.db'),
+    /** SQLite file used when `databaseUrl` is empty; '' = `wxsub.db` in `dataDir`. Env `WXSUB_SQLITE_PATH`. @default '<dataDir>/wxsub.db' */
+    sqlitePath: z.string().default(''),
     /** PostgreSQL URL; when set it replaces SQLite. Env `DATABASE_URL`. @default '' */
     databaseUrl: z
       .union([z.literal(''), z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres://')])
@@ -108,7 +119,14 @@ export const serviceConfigSchema = z
         message: 'must not exceed backoffMaxMs',
       });
     }
-  });
+  })
+  // URL schemes are case-insensitive: `HTTPS://…` is an https base (its cookies are Secure), written one way.
+  .transform((c) => ({
+    ...c,
+    publicBaseUrl:
+      c.publicBaseUrl === '' ? '' : c.publicBaseUrl.replace(/^[A-Za-z]+:/, (s) => s.toLowerCase()),
+    sqlitePath: c.sqlitePath === '' ? `${c.dataDir.replace(/\/+$/, '')}/wxsub.db` : c.sqlitePath,
+  }));
 
 /** The parsed configuration (all defaults filled in). */
 export type ServiceConfig = z.output<typeof serviceConfigSchema>;
@@ -164,8 +182,16 @@ const ROWS: Row[] = [
     meaning:
       'Public URL of the service as browsers reach it, incl. a proxy path prefix (consent callback, consent cookie path); empty = from the request',
   },
-  { path: 'dataDir', env: 'WXSUB_DATA_DIR', meaning: 'Directory for local data' },
-  { path: 'sqlitePath', env: 'WXSUB_SQLITE_PATH', meaning: 'SQLite file used when no DATABASE_URL is set' },
+  {
+    path: 'dataDir',
+    env: 'WXSUB_DATA_DIR',
+    meaning: 'Directory for local data (the SQLite file unless WXSUB_SQLITE_PATH is set)',
+  },
+  {
+    path: 'sqlitePath',
+    env: 'WXSUB_SQLITE_PATH',
+    meaning: 'SQLite file used when no DATABASE_URL is set; default: wxsub.db in the data directory',
+  },
   {
     path: 'databaseUrl',
     env: 'DATABASE_URL',
@@ -195,13 +221,14 @@ const ROWS: Row[] = [
   {
     path: 'wechat.pushToken',
     env: 'WXSUB_WECHAT_PUSH_TOKEN',
-    meaning: 'Token of the push server config',
+    meaning: 'Token of the push server config (for the push receiver, not built yet: nothing reads it today)',
     secret: true,
   },
   {
     path: 'wechat.encodingAesKey',
     env: 'WXSUB_WECHAT_ENCODING_AES_KEY',
-    meaning: 'EncodingAESKey (43 chars) for safe/compatible push; empty = plaintext',
+    meaning:
+      'EncodingAESKey (43 chars) for safe/compatible push; empty = plaintext (for the push receiver, not built yet)',
     secret: true,
   },
   {
@@ -308,8 +335,9 @@ export type ConfigFlags = {
 
 function coerce(raw: string, like: unknown): unknown {
   if (typeof like === 'number') {
-    const n = Number(raw.trim());
-    return raw.trim() === '' ? Number.NaN : n;
+    // Decimal only: Number() would also read `0x50` as 80 and `1e3` as 1000, which nobody means in a setting.
+    const t = raw.trim();
+    return /^-?\d+(\.\d+)?$/.test(t) ? Number(t) : Number.NaN;
   }
   if (typeof like === 'boolean') return /^(1|true|yes|on)$/i.test(raw.trim());
   if (Array.isArray(like)) {

@@ -28,6 +28,15 @@ export type Allowlist = {
 /** A `Location` header value: visible ASCII (RFC 9110; Node refuses characters above U+00FF). */
 const LOCATION_SAFE_RE = /^[\x21-\x7e]+$/;
 
+/**
+ * Whether `entry` can be a `next` allowlist entry: an absolute http(s) URL (an origin or a prefix) without
+ * credentials, whitespace or backslashes. The config schema checks entries with it, so a bad one stops the service
+ * at start with CONFIG_INVALID.
+ */
+export function isAllowlistEntry(entry: string): boolean {
+  return parseAbsolute(entry) !== null;
+}
+
 function parseAbsolute(url: string): URL | null {
   // Reject what browsers "fix up" differently from WHATWG parsers: backslashes, whitespace, control chars.
   // Serializing never shortens a URL but for dot segments and default ports, so a longer input is not parsed.
