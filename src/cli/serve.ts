@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import type { Logger as PinoLogger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { configFromEnv, type ConfigFlags, type ServiceConfig } from '../config/schema.js';
+import { AppError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { TokenStore } from '../wechat/token-store.js';
@@ -249,8 +250,16 @@ async function openRateLimiter(
 export async function runServe(env: NodeJS.ProcessEnv, flags: ConfigFlags): Promise<void> {
   const config = configFromEnv(env, flags);
   const logger = createCliLogger({ level: config.logLevel });
-  if (config.wechat.appId === '' || config.wechat.appSecret === '') {
-    logger.warn('WXSUB_WECHAT_APP_ID / WXSUB_WECHAT_APP_SECRET are not set: sends will fail until they are');
+  if (config.wechat.appId === '') {
+    // Every route and send is for one service account: without its appid there is nothing to serve.
+    const problems = ['wechat.appId: required by wxsub serve (WXSUB_WECHAT_APP_ID or --wechat-app-id)'];
+    throw new AppError('CONFIG_INVALID', {
+      message: `Configuration is invalid:\n  - ${problems.join('\n  - ')}`,
+      details: { problems },
+    });
+  }
+  if (config.wechat.appSecret === '') {
+    logger.warn('WXSUB_WECHAT_APP_SECRET is not set: sends will fail until it is');
   }
   const svc = await startService(config, { logger });
   console.log(`wxsub service listening on ${svc.url}`);

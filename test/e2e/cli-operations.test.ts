@@ -127,6 +127,17 @@ describe('configuration', () => {
     expect(c.err()).toContain('CONFIG_INVALID');
   }, 30_000);
 
+  it('wxsub serve without an app id stops with CONFIG_INVALID naming WXSUB_WECHAT_APP_ID', async () => {
+    const c = runCli(['serve', '--port', '0'], {
+      WXSUB_SQLITE_PATH: join(dir, 'noapp.db'),
+      WXSUB_WECHAT_APP_ID: '',
+      WXSUB_LOG_LEVEL: 'silent',
+    });
+    expect(await c.exited).toBe(1);
+    expect(c.err()).toContain('CONFIG_INVALID');
+    expect(c.err()).toContain('WXSUB_WECHAT_APP_ID');
+  }, 30_000);
+
   it('WXSUB_DATA_DIR ("Directory for local data") decides where the SQLite database goes', async () => {
     // README/docs/config.md document --data-dir / WXSUB_DATA_DIR (default ./data) as a `wxsub serve` setting.
     const cwd = mkdtempSync(join(dir, 'cwd-'));
