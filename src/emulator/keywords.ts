@@ -43,7 +43,9 @@ const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 const LETTER_RE = /^[A-Za-z]{1,32}$/;
 const SYMBOL_RE = /^[^\p{L}\p{N}\p{Cc}\s]{1,5}$/u;
 const CHARSTR_RE = /^[\x21-\x7E]{1,32}$/;
-const AMOUNT_RE = /^(?:[¥￥$€£]\d{1,10}(?:\.\d{1,2})?元?|\d{1,10}(?:\.\d{1,2})?元)$/u;
+// "1 currency symbol + ≤10 digits, decimals ok, may end with 元": the 10 digits include the decimals; a trailing 元
+// stands in for the symbol.
+const AMOUNT_RE = /^(?:[¥￥$€£]\d+(?:\.\d+)?元?|\d+(?:\.\d+)?元)$/u;
 const PHONE_RE = /^[0-9+\-() #*.]{1,17}$/;
 const CAR_RE = /^\p{Script=Han}?[A-Za-z0-9]+\p{Script=Han}?$/u;
 const PHRASE_RE = /^\p{Script=Han}{1,5}$/u;
@@ -81,7 +83,7 @@ export function checkKeyword(type: string, value: unknown, enumValues?: readonly
     case 'date':
       return DATE_RE.test(value) ? 'ok' : 'invalid';
     case 'amount':
-      return AMOUNT_RE.test(value) ? 'ok' : 'invalid';
+      return AMOUNT_RE.test(value) && value.replace(/\D/g, '').length <= 10 ? 'ok' : 'invalid';
     case 'phone_number':
       return PHONE_RE.test(value) && /\d/.test(value) ? 'ok' : 'invalid';
     case 'car_number':

@@ -597,6 +597,18 @@ describe('send API', () => {
       expect([r.statusCode, err(r)], key).toEqual([422, 'MESSAGE_INVALID']);
       expect(r.json().error.details.issues[0].path).toBe(`data.${key}`);
     }
+    // A key shaped like one but of no keyword type (spec §2.5): WeChat answers 47003 and the SDK refuses it, so it
+    // is refused here, before a grant is reserved, not after it has waited in the outbox.
+    for (const key of ['foo1', 'thin1', 'date_time2']) {
+      const r = await send({
+        kind: 'notification',
+        openid: 'oS',
+        template: 'TPL_FREE',
+        data: { [key]: { value: 'x' } },
+      });
+      expect([r.statusCode, err(r)], key).toEqual([422, 'MESSAGE_INVALID']);
+      expect(r.json().error.details.issues[0].path).toBe(`data.${key}.value`);
+    }
     expect((await store.outbox.countMessages({ appId: APP_ID })).total).toBe(0);
   });
 

@@ -180,9 +180,9 @@ export function keywordProblem(type: string, value: string, enumValues?: readonl
       ) ?? null
     );
   }
-  // Types the SDK does not know: non-empty and bounded; WeChat has the last word.
-  if (value === '') return 'is empty';
-  return chars(value) <= 64 ? null : 'must be at most 64 characters';
+  // A type outside spec §2.5's table: WeChat answers 47003, and the SDK refuses it before sending, so a message
+  // accepted here could never go out.
+  return `has no keyword type WeChat knows (${KEYWORD_TYPES.join(', ')})`;
 }
 
 /**

@@ -37,6 +37,33 @@ function client(over: Partial<WeChatClientOptions> = {}, shared = store): WeChat
 }
 const fetches = () => emu.state.counters(APPID).tokenFetches;
 
+type Seen = { path: string; contentType: string };
+/**
+ * A client whose requests to `path` go through `answer`, for WeChat replies the emulator does not produce.
+ * `answer` gets the request and a `forward` to the emulator; every request to `path` is recorded in `seen`.
+ */
+function clientAnswering(
+  path: string,
+  answer: (init: RequestInit, forward: () => Promise<Response>) => Response | Promise<Response>,
+  over: Partial<WeChatClientOptions> = {},
+): { wx: WeChatClient; seen: Seen[] } {
+  const seen: Seen[] = [];
+  const f = (async (input: string, init: RequestInit) => {
+    if (new URL(input).pathname !== path) return emu.fetch(input, init);
+    const contentType = (init.headers as Record<string, string> | undefined)?.['content-type'] ?? '';
+    seen.push({ path, contentType });
+    return answer(init, () => emu.fetch(input, init));
+  }) as unknown as typeof fetch;
+  const wx = createWeChatClient(
+    { fetch: f, clock, tokenStore: store, sleep: async () => {} },
+    { appId: APPID, secret: SECRET, baseUrl: 'http://emulator', ...over },
+  );
+  clients.push(wx);
+  return { wx, seen };
+}
+const reply = (text: string) =>
+  new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
+
 beforeEach(async () => {
   clock = new ManualClock(Date.UTC(2026, 0, 1, 4));
   store = createMemoryTokenStore();
@@ -241,6 +268,56 @@ describe('sends', () => {
     ).rejects.toMatchObject({ errcode: 43101 });
   });
 
+  it('notification: returns the int64 msgid exactly, equal to the MsgID of the sent event', async () => {
+    // WxJava reads msgid as a long: a JSON number above 2^53 that JSON.parse alone would round.
+    const { wx } = clientAnswering('/cgi-bin/message/subscribe/bizsend', async (_init, forward) =>
+      reply((await (await forward()).text()).replace(/"msgid":"(\d+)"/, '"msgid":$1')),
+    );
+    emu.state.grantNotification(APPID, OPENID, NOTIFY, 1);
+    const data = {
+      thing1: { value: '键盘' },
+      character_string2: { value: 'SF123456' },
+      phrase3: { value: '配送中' },
+      date4: { value: '2026-01-01 10:00' },
+    };
+    const r = await wx.sendNotification({ touser: OPENID, template_id: NOTIFY, data });
+    const event = emu.state.sentEvents(APPID).at(-1);
+    expect(BigInt(event!.msgId)).toBeGreaterThan(2n ** 53n);
+    expect(r.msgid).toBe(String(event!.msgId));
+  });
+
+  it.each([
+    ['a gateway message', '{"message":"upstream timeout"}'],
+    ['an empty object', '{}'],
+  ])(
+    'a send answered 200 with %s (no errcode) is WX_BAD_RESPONSE with an unknown outcome',
+    async (_, text) => {
+      const oneTime = clientAnswering('/cgi-bin/message/template/subscribe', () => reply(text));
+      const notify = clientAnswering('/cgi-bin/message/subscribe/bizsend', () => reply(text));
+      const errors = [
+        await oneTime.wx
+          .sendOneTime({
+            touser: OPENID,
+            template_id: ONE_TIME,
+            scene: 2,
+            title: 't',
+            data: { content: { value: 'c' } },
+          })
+          .catch((e: unknown) => e),
+        await notify.wx
+          .sendNotification({ touser: OPENID, template_id: NOTIFY, data: { thing1: { value: '键盘' } } })
+          .catch((e: unknown) => e),
+      ];
+      for (const err of errors) {
+        expect(err).toMatchObject({ code: 'WX_BAD_RESPONSE' });
+        // WeChat may have executed it: delivery records the outcome as unknown and never resends a notification.
+        expect(requestMayHaveTakenEffect(err)).toBe(true);
+      }
+      expect(oneTime.seen).toHaveLength(1);
+      expect(notify.seen).toHaveLength(1);
+    },
+  );
+
   it('does not retry a send whose connection dropped after processing; reports requestMayHaveLeft', async () => {
     const wx = client();
     await wx.getAccessToken();
@@ -309,6 +386,53 @@ describe('templates, JS-SDK, OAuth, quota', () => {
     });
   });
 
+  /** A library template with two keywords, from the emulator. */
+  async function libraryTemplate(wx: WeChatClient): Promise<{ tid: number; kidList: number[] }> {
+    const cats = await wx.templates.getCategory();
+    const titles = await wx.templates.getPubTemplateTitles({ ids: [cats[0]!.id], limit: 1 });
+    const kws = await wx.templates.getPubTemplateKeywords(titles.data[0]!.tid);
+    return { tid: titles.data[0]!.tid, kidList: kws.data.slice(0, 2).map((k) => k.kid) };
+  }
+  /** Answers a JSON addtemplate body like the mini-program doc says WeChat does; forwards a form body. */
+  const refuseJson = (init: RequestInit, forward: () => Promise<Response>) =>
+    String((init.headers as Record<string, string>)['content-type']).startsWith('application/json')
+      ? reply('{"errcode":"200014","errmsg":"missing parameter tid rid: 64229bc2-48d0e8b1-2008ed9b"}')
+      : forward();
+  const FORM = 'application/x-www-form-urlencoded';
+
+  it('addtemplate repeats a JSON body refused with 200014 once as a form, and creates the template', async () => {
+    const { wx, seen } = clientAnswering('/wxaapi/newtmpl/addtemplate', refuseJson);
+    const { priTmplId } = await wx.templates.addTemplate({
+      ...(await libraryTemplate(wx)),
+      sceneDesc: '到货提醒',
+    });
+    expect(seen.map((s) => s.contentType.split(';')[0])).toEqual(['application/json', FORM]);
+    expect((await wx.templates.getTemplates()).some((t) => t.priTmplId === priTmplId)).toBe(true);
+  });
+
+  it("addtemplate with addTemplateBody 'form' posts only a form, with 'json' never falls back", async () => {
+    const form = clientAnswering('/wxaapi/newtmpl/addtemplate', refuseJson, { addTemplateBody: 'form' });
+    const { priTmplId } = await form.wx.templates.addTemplate({
+      ...(await libraryTemplate(form.wx)),
+      sceneDesc: '测试',
+    });
+    expect(form.seen.map((s) => s.contentType.split(';')[0])).toEqual([FORM]);
+    expect((await form.wx.templates.getTemplates()).some((t) => t.priTmplId === priTmplId)).toBe(true);
+    const json = clientAnswering('/wxaapi/newtmpl/addtemplate', refuseJson, { addTemplateBody: 'json' });
+    await expect(
+      json.wx.templates.addTemplate({ ...(await libraryTemplate(json.wx)), sceneDesc: '测试' }),
+    ).rejects.toMatchObject({ errcode: 200014 });
+    expect(json.seen).toHaveLength(1);
+    expect(() => client({ addTemplateBody: 'xml' as never })).toThrow(
+      expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field: 'addTemplateBody' }),
+    );
+  });
+
+  it('deltemplate answered 200 without errcode is WX_BAD_RESPONSE, not a deletion', async () => {
+    const { wx } = clientAnswering('/wxaapi/newtmpl/deltemplate', () => reply('{}'));
+    await expect(wx.templates.delTemplate(NOTIFY)).rejects.toMatchObject({ code: 'WX_BAD_RESPONSE' });
+  });
+
   it('caches the jsapi ticket per token generation and signs wx.config without the fragment', async () => {
     const wx = client();
     const ticket = await wx.jssdk.getTicket();
@@ -345,6 +469,16 @@ describe('templates, JS-SDK, OAuth, quota', () => {
     expect(r).toMatchObject({ openid: OPENID, scope: 'snsapi_base', isSnapshotUser: false });
     await expect(wx.oauth.exchangeCode(code)).rejects.toMatchObject({ errcode: 40163 });
     await expect(wx.oauth.exchangeCode('bad code!')).rejects.toMatchObject({ code: 'WX_INVALID_ARGUMENT' });
+  });
+
+  it('reports a wrong secret on the code exchange (40001) as a failure, not as refresh-token-and-retry', async () => {
+    const wx = client({ secret: '0123456789abcdef0123456789abcdef' });
+    const err = await wx.oauth
+      .exchangeCode(emu.state.issueOAuthCode(APPID, OPENID, 'snsapi_base'))
+      .catch((e: unknown) => e);
+    expect(isWeChatApiError(err, 40001)).toBe(true);
+    expect(err).toMatchObject({ action: 'fail', retryable: false });
+    expect(fetches()).toEqual({ classic: 0, stable: 0 });
   });
 
   it('reads API quota', async () => {

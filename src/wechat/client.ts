@@ -64,7 +64,22 @@ export type WeChatClientOptions = {
   lease?: { ttlMs?: number; waitMs?: number; pollMs?: number };
   /** Force-refresh budget. @default { dailyLimit: 20, minIntervalMs: 30000 } */
   forceRefresh?: { dailyLimit?: number; minIntervalMs?: number };
+  /**
+   * Body format of `addtemplate`, whose docs disagree (spec §2.6): `'json'` as every SDK sends it, `'form'`
+   * (`application/x-www-form-urlencoded`, `tid=401&kidList=1&kidList=2&sceneDesc=…`) as the mini-program doc
+   * demands, or `'auto'`: JSON, repeated once as a form when WeChat answers 200014 (tid missing) or 47001 (body
+   * not understood) — safe, since such a reply created nothing.
+   * @default 'auto'
+   * @example { addTemplateBody: 'form' }
+   */
+  addTemplateBody?: AddTemplateBody;
 };
+
+/** How `templates.addTemplate` encodes its body; see {@link WeChatClientOptions.addTemplateBody}. */
+export type AddTemplateBody = 'auto' | 'json' | 'form';
+const ADD_TEMPLATE_BODIES: readonly AddTemplateBody[] = ['auto', 'json', 'form'];
+/** addtemplate errcodes that mean the body was not read as sent (spec §2.6: 200014 seen for a refused JSON body). */
+const BODY_NOT_UNDERSTOOD = new Set([200014, 47001]);
 
 /** A category of the public template library. */
 export type TemplateCategory = { id: number; name: string };
@@ -95,13 +110,15 @@ export type WeChatClient = {
   forceRefreshToken(): Promise<string>;
   /**
    * One-time subscription send (`POST /cgi-bin/message/template/subscribe`). Validated locally first.
-   * Never retried once the request may have left; retried once after a token-invalid reply.
+   * Never retried once the request may have left; retried once after a token-invalid reply. A reply without
+   * `errcode` is a `WX_BAD_RESPONSE` (outcome unknown), never a success.
    * @see https://developers.weixin.qq.com/doc/service/api/notify/subscribe/api_templatesubscribe.html
    */
   sendOneTime(input: OneTimeSendInput): Promise<{ errcode: 0 }>;
   /**
    * Subscription-notification send (`POST /cgi-bin/message/subscribe/bizsend`). With `opts.keywords`
-   * each value is checked against its keyword type. Same retry rules as {@link sendOneTime}.
+   * each value is checked against its keyword type. Same retry rules as {@link sendOneTime}. `msgid`, when
+   * WeChat returns one, is its exact int64 as a decimal string (it matches `MsgID` of subscribe_msg_sent_event).
    * @see https://developers.weixin.qq.com/doc/service/api/notify/notify/api_sendnewsubscribemsg.html
    */
   sendNotification(
@@ -110,7 +127,8 @@ export type WeChatClient = {
   ): Promise<{ msgid?: string }>;
   /**
    * Template management (`/wxaapi/newtmpl/*`): getcategory, getpubtemplatetitles, getpubtemplatekeywords,
-   * addtemplate (JSON body; not retried once sent), deltemplate, gettemplate.
+   * addtemplate (body format per {@link WeChatClientOptions.addTemplateBody}; not retried once sent, except the
+   * one form retry of `'auto'`), deltemplate, gettemplate.
    * @see https://developers.weixin.qq.com/doc/offiaccount/Subscription_Messages/api.html
    */
   templates: {
@@ -195,7 +213,11 @@ const zQuota = z.object({
   quota: z.object({ daily_limit: z.coerce.number(), used: z.coerce.number(), remain: z.coerce.number() }),
 });
 
-function parseReply<T>(schema: z.ZodType<T>, reply: Record<string, unknown>, site: CallSpec): T {
+function parseReply<T>(
+  schema: z.ZodType<T>,
+  reply: Record<string, unknown>,
+  site: Pick<CallSpec, 'method' | 'path'>,
+): T {
   const r = schema.safeParse(reply);
   if (!r.success)
     throw new WeChatBadResponseError({
@@ -216,6 +238,12 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
     throw new WeChatInvalidArgumentError('appId', 'is required');
   if (typeof options.secret !== 'string' || options.secret === '')
     throw new WeChatInvalidArgumentError('secret', 'is required');
+  const addTemplateBody = options.addTemplateBody ?? 'auto';
+  if (!ADD_TEMPLATE_BODIES.includes(addTemplateBody))
+    throw new WeChatInvalidArgumentError(
+      'addTemplateBody',
+      `must be one of ${ADD_TEMPLATE_BODIES.join(', ')}`,
+    );
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
   const logger = redactingLogger(deps.logger ?? silentLogger);
@@ -341,7 +369,13 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
     },
     async sendOneTime(input) {
       const body = oneTimeSendBody(input);
-      await api({ method: 'POST', path: '/cgi-bin/message/template/subscribe', body, idempotent: false });
+      await api({
+        method: 'POST',
+        path: '/cgi-bin/message/template/subscribe',
+        body,
+        idempotent: false,
+        requireErrcode: true,
+      });
       return { errcode: 0 };
     },
     async sendNotification(input, opts) {
@@ -351,6 +385,8 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
         path: '/cgi-bin/message/subscribe/bizsend',
         body,
         idempotent: false,
+        requireErrcode: true,
+        int64Fields: ['msgid'],
       });
       const msgid = reply.msgid;
       return typeof msgid === 'string' || typeof msgid === 'number' ? { msgid: String(msgid) } : {};
@@ -410,15 +446,38 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
         ) {
           throw new WeChatInvalidArgumentError('sceneDesc', 'must be at most 15 characters');
         }
-        const body: Record<string, unknown> = { tid: String(input.tid), kidList: input.kidList };
-        if (input.sceneDesc !== undefined) body.sceneDesc = input.sceneDesc;
-        const spec: CallSpec = {
-          method: 'POST',
-          path: '/wxaapi/newtmpl/addtemplate',
-          body,
-          idempotent: false,
+        const site = { method: 'POST', path: '/wxaapi/newtmpl/addtemplate' } as const;
+        const asJson = (): CallSpec => {
+          const body: Record<string, unknown> = { tid: String(input.tid), kidList: input.kidList };
+          if (input.sceneDesc !== undefined) body.sceneDesc = input.sceneDesc;
+          return { ...site, body, idempotent: false, requireErrcode: true };
         };
-        return parseReply(z.object({ priTmplId: z.string().min(1) }), await api(spec), spec);
+        const asForm = (): CallSpec => {
+          const form = new URLSearchParams({ tid: String(input.tid) });
+          for (const k of input.kidList) form.append('kidList', String(k));
+          if (input.sceneDesc !== undefined) form.set('sceneDesc', input.sceneDesc);
+          return { ...site, form, idempotent: false, requireErrcode: true };
+        };
+        let reply: Record<string, unknown>;
+        if (addTemplateBody === 'form') reply = await api(asForm());
+        else {
+          try {
+            reply = await api(asJson());
+          } catch (err) {
+            if (
+              addTemplateBody !== 'auto' ||
+              !(err instanceof WeChatApiError) ||
+              !BODY_NOT_UNDERSTOOD.has(err.errcode)
+            )
+              throw err;
+            logger.warn(
+              { path: site.path, errcode: err.errcode },
+              'addtemplate refused the JSON body; retrying once as a form',
+            );
+            reply = await api(asForm());
+          }
+        }
+        return parseReply(z.object({ priTmplId: z.string().min(1) }), reply, site);
       },
       async delTemplate(priTmplId) {
         if (typeof priTmplId !== 'string' || priTmplId === '')
@@ -428,6 +487,7 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
           path: '/wxaapi/newtmpl/deltemplate',
           body: { priTmplId },
           idempotent: true,
+          requireErrcode: true,
         });
       },
       async getTemplates() {
@@ -459,12 +519,29 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
       async exchangeCode(code) {
         if (typeof code !== 'string' || !/^[A-Za-z0-9_-]{1,256}$/.test(code))
           throw new WeChatInvalidArgumentError('code', 'must be the code from the OAuth callback');
-        const reply = await http.call({
-          method: 'GET',
-          path: '/sns/oauth2/access_token',
-          query: { appid: options.appId, secret: options.secret, code, grant_type: 'authorization_code' },
-          idempotent: false,
-        });
+        const path = '/sns/oauth2/access_token';
+        let reply: Record<string, unknown>;
+        try {
+          reply = await http.call({
+            method: 'GET',
+            path,
+            query: { appid: options.appId, secret: options.secret, code, grant_type: 'authorization_code' },
+            idempotent: false,
+          });
+        } catch (err) {
+          // No access token is sent here: a "token invalid" code means the AppSecret is wrong (spec §3.5), which
+          // refreshing the token cannot fix.
+          if (err instanceof WeChatApiError && TOKEN_INVALID_ERRCODES.has(err.errcode)) {
+            throw new WeChatApiError({
+              errcode: err.errcode,
+              errmsg: err.errmsg,
+              raw: err.raw,
+              site: { method: 'GET', path },
+              action: 'fail',
+            });
+          }
+          throw err;
+        }
         return readOAuthToken(reply);
       },
     },

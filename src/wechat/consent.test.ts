@@ -39,6 +39,8 @@ describe('buildOneTimeConsentUrl', () => {
     [{ redirectUrl: 'not a url' }, 'redirectUrl'],
     [{ businessDomain: 'other.example' }, 'redirectUrl'],
     [{ templateId: '' }, 'templateId'],
+    [{ businessDomain: null as unknown as string }, 'businessDomain'],
+    [{ businessDomain: 42 as unknown as string }, 'businessDomain'],
   ])('rejects %o', (over, field) => {
     expect(() =>
       buildOneTimeConsentUrl({
@@ -65,6 +67,26 @@ describe('buildOneTimeConsentUrl', () => {
 });
 
 describe('parseOneTimeConsentCallback', () => {
+  it('accepts the echo of an empty reserved when expecting reserved: ""', () => {
+    const url = buildOneTimeConsentUrl({
+      appId: 'wx1',
+      templateId: 'T',
+      scene: 5,
+      redirectUrl: 'https://a.example/cb',
+      reserved: '',
+    });
+    expect(new URL(url).searchParams.get('reserved')).toBe('');
+    const expected = { templateId: 'T', scene: 5, reserved: '' };
+    const echo = 'https://a.example/cb?openid=oUser1&template_id=T&action=confirm&scene=5';
+    expect(parseOneTimeConsentCallback(`${echo}&reserved=`, expected)).toMatchObject({ action: 'confirm' });
+    expect(parseOneTimeConsentCallback(echo, expected)).toMatchObject({ action: 'confirm' });
+    expect(() => parseOneTimeConsentCallback(`${echo}&reserved=abc`, expected)).toThrow(
+      expect.objectContaining({
+        code: 'WX_CALLBACK_INVALID',
+        details: expect.objectContaining({ field: 'reserved' }),
+      }),
+    );
+  });
   it('parses a confirm from the observed real redirect (query before a re-encoded fragment)', () => {
     const r = parseOneTimeConsentCallback(
       'http://test.dr2dr.cn/?openid=oUser1&template_id=TPL&action=confirm&reserved=test&scene=1000#%23/live/detail/28',

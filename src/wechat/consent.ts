@@ -17,9 +17,9 @@ export type OneTimeConsentUrlInput = {
   scene: number;
   /** Absolute http(s) URL on the registered business domain; WeChat appends the result query to it. */
   redirectUrl: string;
-  /** CSRF/state token echoed unchanged: a-zA-Z0-9, ≤ 128. */
+  /** CSRF/state token echoed unchanged: a-zA-Z0-9, ≤ 128. `''` is sent as `reserved=`. */
   reserved?: string;
-  /** When given, `redirectUrl`'s host must equal it (WeChat rejects other hosts). */
+  /** When given, `redirectUrl`'s host must equal it (WeChat rejects other hosts). A non-string is refused. */
   businessDomain?: string;
   /** Base of the mp host (the emulator's URL in tests). @default 'https://mp.weixin.qq.com' */
   baseUrl?: string;
@@ -32,6 +32,8 @@ export type OneTimeConsentUrlInput = {
  * @example buildOneTimeConsentUrl({ appId: 'wx…', templateId: 'T', scene: 1000, redirectUrl: 'https://a.example/cb', reserved: 'abc' })
  */
 export function buildOneTimeConsentUrl(input: OneTimeConsentUrlInput): string {
+  if (input === null || typeof input !== 'object')
+    throw new WeChatInvalidArgumentError('input', 'must be an object');
   if (typeof input.appId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(input.appId))
     throw new WeChatInvalidArgumentError('appId', 'must be an app id');
   if (typeof input.templateId !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(input.templateId))
@@ -51,6 +53,14 @@ export function buildOneTimeConsentUrl(input: OneTimeConsentUrlInput): string {
   }
   if (redirect.protocol !== 'http:' && redirect.protocol !== 'https:')
     throw new WeChatInvalidArgumentError('redirectUrl', 'must be an absolute http(s) URL');
+  // Like every other optional input, only undefined means absent: a null from an unset config value is a mistake.
+  if (
+    input.businessDomain !== undefined &&
+    (typeof input.businessDomain !== 'string' || input.businessDomain === '')
+  )
+    throw new WeChatInvalidArgumentError('businessDomain', 'must be a host name');
+  if (input.baseUrl !== undefined && typeof input.baseUrl !== 'string')
+    throw new WeChatInvalidArgumentError('baseUrl', 'must be an absolute http(s) URL');
   if (
     input.businessDomain !== undefined &&
     redirect.hostname.toLowerCase() !== input.businessDomain.toLowerCase()
@@ -76,7 +86,10 @@ export type OneTimeConsentCallback =
   | { action: 'confirm'; openid: string; templateId: string; scene: number; reserved: string | undefined }
   | { action: 'cancel'; openid: undefined; templateId: string; scene: number; reserved: string | undefined };
 
-/** Expectations the callback must meet (what the page sent the user away with). */
+/**
+ * Expectations the callback must meet (what the page sent the user away with). `reserved: ''` matches a callback
+ * with an empty or no `reserved`, as WeChat echoes the `reserved=` the builder sends for `''`.
+ */
 export type OneTimeConsentExpect = { templateId?: string; scene?: number; reserved?: string };
 
 /** A callback query in any common shape: a full URL, a query string, URLSearchParams or a parsed query object. */
@@ -161,8 +174,13 @@ export function parseOneTimeConsentCallback(
     throw invalid('template_id', 'does not match the request');
   if (expect.scene !== undefined && scene !== expect.scene)
     throw invalid('scene', 'does not match the request');
-  if (expect.reserved !== undefined && (reserved === undefined || !sameString(reserved, expect.reserved)))
-    throw invalid('reserved', 'does not match the request');
+  if (expect.reserved !== undefined) {
+    // An empty reserved comes back as `reserved=`, which reads as absent: '' and absent are the same value.
+    const wanted = expect.reserved === '' ? undefined : expect.reserved;
+    const same =
+      wanted === undefined ? reserved === undefined : reserved !== undefined && sameString(reserved, wanted);
+    if (!same) throw invalid('reserved', 'does not match the request');
+  }
   if (action === 'confirm') {
     if (openid === undefined || !/^[A-Za-z0-9_-]{1,128}$/.test(openid))
       throw invalid('openid', 'is missing or malformed');

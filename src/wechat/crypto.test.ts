@@ -57,6 +57,20 @@ describe('URL verification (§4.2)', () => {
     ).toThrow(expect.objectContaining({ code: 'WX_SIGNATURE_INVALID' }));
     expect(verifySignature({ token: TOKEN, timestamp: ['1'], nonce: NONCE, signature: 'x' })).toBe(false);
   });
+  it('refuses a missing query or an unset token with WX_SIGNATURE_INVALID', () => {
+    for (const query of [undefined, null, 'echostr=x']) {
+      expect(() => answerUrlVerification(TOKEN, query as never)).toThrow(
+        expect.objectContaining({ code: 'WX_SIGNATURE_INVALID' }),
+      );
+    }
+    // With no token configured the signature is sha1 of public values only: anyone could compute it.
+    const forged = { signature: computeSignature('', TS, NONCE), timestamp: TS, nonce: NONCE, echostr: 'x' };
+    for (const token of ['', undefined]) {
+      expect(() => answerUrlVerification(token as never, forged)).toThrow(
+        expect.objectContaining({ code: 'WX_SIGNATURE_INVALID' }),
+      );
+    }
+  });
 });
 
 describe('AES message crypto (§4.4, §4.7)', () => {
@@ -96,6 +110,31 @@ describe('AES message crypto (§4.4, §4.7)', () => {
   it('falls back to the previous key during rotation', () => {
     const other = 'ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut';
     expect(decryptMessage({ encodingAesKey: [other, KEY], appId: APPID, encrypt: ENCRYPT }).keyIndex).toBe(1);
+  });
+  it('refuses a message, appId, token or random of the wrong type with WX_INVALID_ARGUMENT', () => {
+    const base = { encodingAesKey: KEY, appId: APPID, message: MSG };
+    for (const [over, field] of [
+      [{ message: undefined }, 'message'],
+      [{ message: 42 }, 'message'],
+      [{ appId: undefined }, 'appId'],
+      [{ appId: null }, 'appId'],
+      [{ random: '0123456789abcdef' }, 'random'],
+    ] as const) {
+      expect(() => encryptMessage({ ...base, ...over } as never)).toThrow(
+        expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field }),
+      );
+    }
+    const reply = { ...base, token: TOKEN, timestamp: TS, nonce: NONCE };
+    for (const [over, field] of [
+      [{ message: undefined }, 'message'],
+      [{ appId: 7 }, 'appId'],
+      [{ token: undefined }, 'token'],
+      [{ timestamp: 1714036504 }, 'timestamp'],
+    ] as const) {
+      expect(() => buildEncryptedReply({ ...reply, ...over } as never)).toThrow(
+        expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field }),
+      );
+    }
   });
   it('builds the encrypted reply envelope', () => {
     const xml = buildEncryptedReply({

@@ -31,20 +31,23 @@ function safeEqualHex(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** True when `signature` matches (constant-time). Bad input yields false, never a throw. */
+/** True when `signature` matches (constant-time). Bad input (also a missing token) yields false, never a throw. */
 export function verifySignature(input: {
   token: string;
   timestamp: unknown;
   nonce: unknown;
   signature: unknown;
 }): boolean {
+  if (input === null || typeof input !== 'object') return false;
   const { timestamp, nonce, signature } = input;
+  // An unset token would make signatures anyone can compute (sha1 of "undefined" and public values).
+  if (typeof input.token !== 'string' || input.token === '') return false;
   if (typeof timestamp !== 'string' || typeof nonce !== 'string' || typeof signature !== 'string')
     return false;
   return safeEqualHex(computeSignature(input.token, timestamp, nonce), signature);
 }
 
-/** True when `msgSignature` matches the encrypted payload (constant-time). Bad input yields false. */
+/** True when `msgSignature` matches the encrypted payload (constant-time). Bad input (also a missing token) yields false. */
 export function verifyMsgSignature(input: {
   token: string;
   timestamp: unknown;
@@ -52,7 +55,9 @@ export function verifyMsgSignature(input: {
   encrypt: unknown;
   msgSignature: unknown;
 }): boolean {
+  if (input === null || typeof input !== 'object') return false;
   const { timestamp, nonce, encrypt, msgSignature } = input;
+  if (typeof input.token !== 'string' || input.token === '') return false;
   if (
     typeof timestamp !== 'string' ||
     typeof nonce !== 'string' ||
@@ -66,13 +71,15 @@ export function verifyMsgSignature(input: {
 /**
  * Answers WeChat's URL verification (`GET ?signature&timestamp&nonce&echostr`): returns `echostr` when the
  * signature matches.
- * @throws AppError `WX_SIGNATURE_INVALID`
+ * @throws AppError `WX_SIGNATURE_INVALID` for anything else, a missing query included
  */
 export function answerUrlVerification(
   token: string,
   query: { signature?: unknown; timestamp?: unknown; nonce?: unknown; echostr?: unknown },
 ): string {
   if (
+    query === null ||
+    typeof query !== 'object' ||
     typeof query.echostr !== 'string' ||
     !verifySignature({ token, timestamp: query.timestamp, nonce: query.nonce, signature: query.signature })
   ) {
@@ -102,16 +109,24 @@ export function pkcs7Pad(buf: Buffer): Buffer {
   return Buffer.concat([buf, Buffer.alloc(n, n)]);
 }
 
-/** Encrypts a message for WeChat's safe mode: Base64(AES-256-CBC(random16 ‖ len32BE ‖ msg ‖ appid, PKCS#7/32)). */
+/**
+ * Encrypts a message for WeChat's safe mode: Base64(AES-256-CBC(random16 ‖ len32BE ‖ msg ‖ appid, PKCS#7/32)).
+ * @throws WeChatInvalidArgumentError for a bad key, a non-string message or appId, or a random that is not 16 bytes
+ */
 export function encryptMessage(input: {
   encodingAesKey: string;
   appId: string;
   message: string;
   random?: Buffer;
 }): string {
+  if (input === null || typeof input !== 'object')
+    throw new WeChatInvalidArgumentError('input', 'must be an object');
   const key = decodeAesKey(input.encodingAesKey);
+  if (typeof input.message !== 'string') throw new WeChatInvalidArgumentError('message', 'must be a string');
+  if (typeof input.appId !== 'string') throw new WeChatInvalidArgumentError('appId', 'must be a string');
   const random = input.random ?? randomBytes(16);
-  if (random.length !== 16) throw new WeChatInvalidArgumentError('random', 'must be 16 bytes');
+  if (!Buffer.isBuffer(random) || random.length !== 16)
+    throw new WeChatInvalidArgumentError('random', 'must be 16 bytes');
   const msg = Buffer.from(input.message, 'utf8');
   const len = Buffer.alloc(4);
   len.writeUInt32BE(msg.length, 0);
@@ -196,11 +211,16 @@ export type EncryptedReplyInput = {
 /**
  * Builds the safe-mode reply envelope:
  * `<xml><Encrypt>…</Encrypt><MsgSignature>…</MsgSignature><TimeStamp>…</TimeStamp><Nonce>…</Nonce></xml>`.
+ * @throws WeChatInvalidArgumentError for any input of the wrong type or shape
  */
 export function buildEncryptedReply(input: EncryptedReplyInput): string {
-  if (!/^\d{1,12}$/.test(input.timestamp))
+  if (input === null || typeof input !== 'object')
+    throw new WeChatInvalidArgumentError('input', 'must be an object');
+  if (typeof input.token !== 'string' || input.token === '')
+    throw new WeChatInvalidArgumentError('token', 'must be a non-empty string');
+  if (typeof input.timestamp !== 'string' || !/^\d{1,12}$/.test(input.timestamp))
     throw new WeChatInvalidArgumentError('timestamp', 'must be unix seconds');
-  if (!/^[A-Za-z0-9]{1,64}$/.test(input.nonce))
+  if (typeof input.nonce !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(input.nonce))
     throw new WeChatInvalidArgumentError('nonce', 'must be letters and digits');
   const encryptInput: { encodingAesKey: string; appId: string; message: string; random?: Buffer } = {
     encodingAesKey: input.encodingAesKey,

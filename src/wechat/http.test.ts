@@ -57,6 +57,19 @@ describe('reply parsing', () => {
       expires_in: 7200,
     });
   });
+  it('returns an int64 field as its exact digits, not a same-named field elsewhere in the reply', async () => {
+    const text =
+      '{"errmsg":"\\"msgid\\":7","extra":{"msgid":1700827132819554305},"errcode":0,"msgid":1700827132819554304}';
+    const { h } = http(() => new Response(text));
+    const r = await h.call({
+      method: 'POST',
+      path: '/x',
+      body: {},
+      idempotent: false,
+      int64Fields: ['msgid'],
+    });
+    expect(r.msgid).toBe('1700827132819554304');
+  });
   it('rejects a non-JSON 200 and a non-integer errcode as bad responses (not retried)', async () => {
     const a = http(() => new Response('<html>oops</html>'));
     await expect(a.h.call({ method: 'GET', path: '/x', idempotent: true })).rejects.toBeInstanceOf(

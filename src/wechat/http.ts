@@ -186,6 +186,22 @@ export type CallSpec = {
   /** JSON body (POST). */
   body?: unknown;
   /**
+   * `application/x-www-form-urlencoded` body (POST) instead of `body`; repeated keys stay repeated
+   * (`kidList=1&kidList=2`), as the mini-program addtemplate doc shows.
+   */
+  form?: URLSearchParams;
+  /**
+   * True when a success must carry `errcode` (every call but the token endpoints, spec §0). A 200 without it
+   * is then a {@link WeChatBadResponseError}: nothing in it says WeChat executed the call, nor that it did not.
+   * @default false
+   */
+  requireErrcode?: boolean;
+  /**
+   * Top-level reply fields holding int64 values (e.g. bizsend `msgid`). A JSON number there is returned as its
+   * exact decimal string, read from the reply text, because `JSON.parse` rounds integers above 2^53.
+   */
+  int64Fields?: readonly string[];
+  /**
    * True when repeating the call cannot cause a second effect (reads, non-forced token fetches).
    * Non-idempotent calls (sends, addtemplate, code exchange) are only repeated when the request
    * certainly never left (connection refused).
@@ -237,6 +253,38 @@ function errorReason(err: unknown): string {
   return `${code ? `${code} ` : ''}${msg}${causeMsg}`.slice(0, 300);
 }
 
+/**
+ * Replaces the JSON number `obj[field]` with its decimal digits as written in `text` (the reply `obj` was parsed
+ * from). Only the top-level member counts: a scan that skips strings and nested values finds it, so a same-named
+ * field inside another object or inside a string cannot be taken for it.
+ */
+function exactInteger(obj: Record<string, unknown>, field: string, text: string): void {
+  const parsed = obj[field];
+  if (typeof parsed !== 'number' || !Number.isInteger(parsed)) return;
+  obj[field] = topLevelInteger(text, field) ?? String(parsed);
+}
+
+function topLevelInteger(text: string, field: string): string | undefined {
+  let found: string | undefined;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    else if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const name = text.slice(i + 1, j);
+      i = j;
+      if (depth !== 1 || name !== field) continue;
+      const m = /^\s*:\s*(-?\d+)(?![\d.eE])/.exec(text.slice(j + 1, j + 64));
+      // JSON.parse keeps the last of duplicate members; so does this.
+      if (m) found = m[1];
+    }
+  }
+  return found;
+}
+
 class AttemptFailure {
   constructor(
     readonly error: Error,
@@ -254,6 +302,10 @@ export function createHttp(deps: HttpDeps, options: HttpOptions = {}): Http {
   const maxDelayMs = options.retries?.maxDelayMs ?? 5_000;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const jsonHeaders = { 'content-type': 'application/json; charset=utf-8', accept: 'application/json' };
+  const formHeaders = {
+    'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+    accept: 'application/json',
+  };
   const getHeaders = { accept: 'application/json' };
 
   const split = {} as Record<Host, { origin: string; prefix: string }>;
@@ -283,8 +335,9 @@ export function createHttp(deps: HttpDeps, options: HttpOptions = {}): Http {
   function parse(
     site: CallSite,
     res: HttpResponse,
-    idempotent: boolean,
+    spec: CallSpec,
   ): Record<string, unknown> | AttemptFailure {
+    const idempotent = spec.idempotent;
     let body: unknown;
     try {
       body = JSON.parse(res.text);
@@ -336,6 +389,13 @@ export function createHttp(deps: HttpDeps, options: HttpOptions = {}): Http {
         idempotent && res.status >= 500,
       );
     }
+    if (spec.requireErrcode && (obj.errcode === undefined || obj.errcode === null)) {
+      return new AttemptFailure(
+        new WeChatBadResponseError({ site, reason: 'errcode is missing', raw: obj }),
+        false,
+      );
+    }
+    if (spec.int64Fields) for (const f of spec.int64Fields) exactInteger(obj, f, res.text);
     return obj;
   }
 
@@ -343,8 +403,13 @@ export function createHttp(deps: HttpDeps, options: HttpOptions = {}): Http {
     const site: CallSite = { method: spec.method, path: spec.path };
     const target = split[spec.host ?? 'api'];
     const path = buildPath(target.prefix, spec);
-    const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
-    const headers = body === undefined ? getHeaders : jsonHeaders;
+    const body =
+      spec.form !== undefined
+        ? spec.form.toString()
+        : spec.body === undefined
+          ? undefined
+          : JSON.stringify(spec.body);
+    const headers = spec.form !== undefined ? formHeaders : body === undefined ? getHeaders : jsonHeaders;
     const deadline = performance.now() + totalTimeoutMs;
     let lastMayHaveLeft = false;
     for (let attempt = 0; ; attempt++) {
@@ -369,7 +434,7 @@ export function createHttp(deps: HttpDeps, options: HttpOptions = {}): Http {
         };
         if (body !== undefined) req.body = body;
         const res = await deps.transport.send(req);
-        outcome = parse(site, res, spec.idempotent);
+        outcome = parse(site, res, spec);
       } catch (err) {
         if (err instanceof HttpAttemptTimeout) {
           // We cannot tell whether the request was written before the timer fired: assume it was.

@@ -1,6 +1,7 @@
 // The public SDK surface: values and types listed by name.
 export { createWeChatClient } from './client.js';
 export type {
+  AddTemplateBody,
   ApiQuota,
   PrivateTemplate,
   PubTemplateKeyword,
@@ -78,7 +79,16 @@ export {
   KEYWORD_TYPES,
   keywordsFromTemplate,
   keywordTypeOf,
+  MINIPROGRAM_STATES,
+  NOTIFICATION_LANGS,
   notificationSendBody,
   oneTimeSendBody,
 } from './validate.js';
-export type { KeywordSpec, KeywordType, NotificationSendInput, OneTimeSendInput } from './validate.js';
+export type {
+  KeywordSpec,
+  KeywordType,
+  MiniprogramState,
+  NotificationLang,
+  NotificationSendInput,
+  OneTimeSendInput,
+} from './validate.js';

@@ -66,6 +66,9 @@ describe('keyword rules', () => {
     ['date', '01-01'],
     ['amount', '¥99.00'],
     ['amount', '99元'],
+    ['amount', '¥7.125'],
+    ['amount', '$1.2345'],
+    ['amount', '¥12345678.9元'],
     ['phone_number', '+86-0766-66888866'],
     ['car_number', '粤A8Z888挂'],
     ['name', '张三'],
@@ -82,6 +85,8 @@ describe('keyword rules', () => {
     ['time', '25:00'],
     ['date', 'tomorrow'],
     ['amount', '99'],
+    ['amount', '¥123456789.12'],
+    ['amount', '¥7.'],
     ['phone_number', '1'.repeat(18)],
     ['car_number', '粤A8Z888挂XX'],
     ['name', '张'.repeat(11)],
@@ -152,5 +157,29 @@ describe('notificationSendBody', () => {
     expect(() =>
       notificationSendBody({ touser: 'o', template_id: 'P', data: { phrase1: { value: '太长的短语啊啊' } } }),
     ).toThrow(expect.objectContaining({ field: 'data.phrase1.value' }));
+  });
+  it.each(['thin1', 'foo1', 'date_time2'])(
+    'refuses the key %s, whose prefix is no keyword type, when the template is unknown',
+    (key) => {
+      expect(() =>
+        notificationSendBody({ touser: 'o', template_id: 'P', data: { [key]: { value: 'x' } } }),
+      ).toThrow(expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field: `data.${key}` }));
+    },
+  );
+  it('sends miniprogram_state and lang only when given, and only known values', () => {
+    const input = { touser: 'o', template_id: 'P', data: { thing1: { value: '会议室' } } };
+    const plain = notificationSendBody(input);
+    expect(plain).not.toHaveProperty('miniprogram_state');
+    expect(plain).not.toHaveProperty('lang');
+    expect(notificationSendBody({ ...input, miniprogram_state: 'trial', lang: 'en_US' })).toMatchObject({
+      miniprogram_state: 'trial',
+      lang: 'en_US',
+    });
+    expect(() => notificationSendBody({ ...input, miniprogram_state: 'release' as never })).toThrow(
+      expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field: 'miniprogram_state' }),
+    );
+    expect(() => notificationSendBody({ ...input, lang: 'zh-CN' as never })).toThrow(
+      expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field: 'lang' }),
+    );
   });
 });

@@ -94,9 +94,12 @@ export function checkKeywordValue(
         ? undefined
         : 'date must be like 2019年10月1日, 2018-01-01, 2018/01/01, 2018.01.01, optionally with a 24-hour time; ranges with ~';
     case 'amount':
-      return /^(?:[¥￥$€£]\d{1,10}(?:\.\d{1,2})?元?|\d{1,10}(?:\.\d{1,2})?元)$/u.test(value)
+      // "1 currency symbol + ≤10 digits, decimals ok, may end with 元": the 10 digits include the decimals; a
+      // trailing 元 stands in for the symbol.
+      return /^(?:[¥￥$€£]\d+(?:\.\d+)?元?|\d+(?:\.\d+)?元)$/u.test(value) &&
+        value.replace(/\D/g, '').length <= 10
         ? undefined
-        : 'amount must be a currency symbol (or a trailing 元), at most 10 digits and at most 2 decimals';
+        : 'amount must be a currency symbol (or a trailing 元) and at most 10 digits, decimals included';
     case 'phone_number':
       return len <= 17 && /^[\d+\-() #*.]+$/.test(value) && /\d/.test(value)
         ? undefined
@@ -146,7 +149,23 @@ export type NotificationSendInput = {
   /** Web page URL to open. */
   page?: string;
   miniprogram?: { appid: string; pagepath: string };
+  /**
+   * Sent only when given. The current bizsend doc lists it (copied from the mini-program send API, spec §2.4);
+   * the legacy doc and every SDK omit it. @example 'formal'
+   */
+  miniprogram_state?: MiniprogramState;
+  /** Sent only when given; see `miniprogram_state`. @example 'zh_CN' */
+  lang?: NotificationLang;
 };
+
+/** `miniprogram_state` values of the mini-program send API: developer, trial or formal version. */
+export const MINIPROGRAM_STATES = ['developer', 'trial', 'formal'] as const;
+/** One `miniprogram_state`. */
+export type MiniprogramState = (typeof MINIPROGRAM_STATES)[number];
+/** `lang` values of the mini-program send API. */
+export const NOTIFICATION_LANGS = ['zh_CN', 'en_US', 'zh_HK', 'zh_TW'] as const;
+/** One `lang`. */
+export type NotificationLang = (typeof NOTIFICATION_LANGS)[number];
 
 const bad = (field: string, problem: string) => new WeChatInvalidArgumentError(field, problem);
 
@@ -174,6 +193,11 @@ function checkMiniprogram(v: unknown): void {
   const m = v as Record<string, unknown>;
   requireString(m.appid, 'miniprogram.appid', 64);
   requireString(m.pagepath, 'miniprogram.pagepath', 1024);
+}
+
+function checkOneOf(v: unknown, field: string, allowed: readonly string[]): void {
+  if (v !== undefined && (typeof v !== 'string' || !allowed.includes(v)))
+    throw bad(field, `must be one of ${allowed.join(', ')}`);
 }
 
 /** Validates a scene value: an integer 0–10000. */
@@ -230,7 +254,8 @@ export function oneTimeSendBody(input: OneTimeSendInput): Record<string, unknown
 /**
  * Validates a notification send locally and returns the JSON body to post. With `keywords` (the template's
  * keywords, e.g. from {@link keywordsFromTemplate}) the data keys must match exactly and each value obeys its type.
- * Without them, keys must look like `<type><n>` and each value is checked against the type of its prefix.
+ * Without them, keys must look like `<type><n>` with a type of spec §2.5 (`thin1` is refused) and each value is
+ * checked against that type.
  * @throws WeChatInvalidArgumentError naming the field (e.g. `data.thing1.value`)
  */
 export function notificationSendBody(
@@ -263,6 +288,9 @@ export function notificationSendBody(
     if (type !== undefined) {
       const problem = checkKeywordValue(type, value, spec?.enumValues);
       if (problem) throw bad(`data.${key}.value`, problem);
+    } else if (!spec) {
+      // Every placeholder starts with a type from the fixed table (spec §2.5): `thin1` can only be a typo.
+      throw bad(`data.${key}`, `key must start with a keyword type (${KEYWORD_TYPES.join(', ')})`);
     } else if (value === '') {
       throw bad(`data.${key}.value`, 'is empty');
     }
@@ -270,10 +298,14 @@ export function notificationSendBody(
   }
   checkUrl(input.page, 'page');
   checkMiniprogram(input.miniprogram);
+  checkOneOf(input.miniprogram_state, 'miniprogram_state', MINIPROGRAM_STATES);
+  checkOneOf(input.lang, 'lang', NOTIFICATION_LANGS);
   const body: Record<string, unknown> = { touser: input.touser, template_id: input.template_id, data };
   if (input.page !== undefined) body.page = input.page;
   if (input.miniprogram !== undefined)
     body.miniprogram = { appid: input.miniprogram.appid, pagepath: input.miniprogram.pagepath };
+  if (input.miniprogram_state !== undefined) body.miniprogram_state = input.miniprogram_state;
+  if (input.lang !== undefined) body.lang = input.lang;
   return body;
 }
 
