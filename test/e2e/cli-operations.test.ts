@@ -80,6 +80,34 @@ async function seededEmulator(): Promise<{ emulator: Emulator; url: string }> {
   return { emulator, url: await emulator.listen({ port: 0 }) };
 }
 
+/**
+ * A seeded emulator and a scratch folder for one describe block, and the `wxsub serve` child it starts (killed
+ * afterwards if still running): `fx.emulator`, `fx.emulatorUrl`, `fx.dir`, `fx.svc`.
+ */
+function serviceFixture(prefix: string): {
+  emulator: Emulator;
+  emulatorUrl: string;
+  dir: string;
+  svc: Child | undefined;
+} {
+  const fx = {
+    emulator: undefined as unknown as Emulator,
+    emulatorUrl: '',
+    dir: '',
+    svc: undefined as Child | undefined,
+  };
+  beforeAll(async () => {
+    fx.dir = mkdtempSync(join(tmpdir(), prefix));
+    ({ emulator: fx.emulator, url: fx.emulatorUrl } = await seededEmulator());
+  });
+  afterAll(async () => {
+    kill(fx.svc);
+    await fx.emulator?.close();
+    rmSync(fx.dir, { recursive: true, force: true });
+  });
+  return fx;
+}
+
 // ───────────────────────────── 1. configuration ─────────────────────────────
 
 describe('configuration', () => {
@@ -165,28 +193,15 @@ describe('configuration', () => {
 // ──────────────────── 2. secrets never reach logs, errors or pages ────────────────────
 
 describe('secrets never reach logs, errors or pages (wxsub serve at trace level)', () => {
-  let emulator: Emulator;
-  let emulatorUrl: string;
-  let dir: string;
-  let svc: Child | undefined;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'wxsub-ops-sec-'));
-    ({ emulator, url: emulatorUrl } = await seededEmulator());
-  });
-  afterAll(async () => {
-    kill(svc);
-    await emulator?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const fx = serviceFixture('wxsub-ops-sec-');
 
   it('bad API keys, WeChat faults (40001, 5xx, 45009), /metrics, /v1/status: no secret anywhere', async () => {
-    const sqlitePath = join(dir, 'svc.db');
+    const sqlitePath = join(fx.dir, 'svc.db');
     const env = {
       WXSUB_SQLITE_PATH: sqlitePath,
       WXSUB_WECHAT_APP_ID: APP.appid,
       WXSUB_WECHAT_APP_SECRET: APP.secret,
-      WXSUB_WECHAT_BASE_URL: emulatorUrl,
+      WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
       WXSUB_CONSENT_SECRET: SECRETS.consentSecret,
       WXSUB_WECHAT_PUSH_TOKEN: SECRETS.pushToken,
       WXSUB_WECHAT_ENCODING_AES_KEY: SECRETS.aesKey,
@@ -197,8 +212,8 @@ describe('secrets never reach logs, errors or pages (wxsub serve at trace level)
     const mk = runCli(['apikey', 'create', 'ops'], env);
     expect(await mk.exited).toBe(0);
     const apiKey = mk.out().trim();
-    svc = runCli(['serve', '--port', '0'], env);
-    const url = await waitForUrl(svc);
+    fx.svc = runCli(['serve', '--port', '0'], env);
+    const url = await waitForUrl(fx.svc);
     const bodies: string[] = [];
     const rec = async (r: Response) => bodies.push(`${r.status} ${await r.text()}`);
     const auth = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
@@ -221,7 +236,7 @@ describe('secrets never reach logs, errors or pages (wxsub serve at trace level)
         now: Date.now(),
       });
     await store.close();
-    emulator.state.grantOneTime(APP.appid, USER, TPL, 1);
+    fx.emulator.state.grantOneTime(APP.appid, USER, TPL, 1);
     const send = async (scene: number) =>
       rec(
         await fetch(`${url}/v1/messages`, {
@@ -239,33 +254,33 @@ describe('secrets never reach logs, errors or pages (wxsub serve at trace level)
       );
     await send(1);
     await sleep(1000);
-    emulator.state.setFaults({ path: '*', errcodes: { '40001': 1 } });
+    fx.emulator.state.setFaults({ path: '*', errcodes: { '40001': 1 } });
     await send(2);
     await sleep(1000);
-    emulator.state.setFaults({ path: '*', http5xx: 1 });
+    fx.emulator.state.setFaults({ path: '*', http5xx: 1 });
     await send(3);
     await sleep(1500);
-    emulator.state.setFaults({ path: '*', errcodes: { '45009': 1 } });
+    fx.emulator.state.setFaults({ path: '*', errcodes: { '45009': 1 } });
     await send(4);
     await sleep(1500);
-    emulator.state.setFaults([]);
+    fx.emulator.state.setFaults([]);
     await rec(await fetch(`${url}/metrics`));
     await rec(await fetch(`${url}/v1/status`, { headers: auth }));
     await rec(await fetch(`${url}/v1/messages`, { headers: auth }));
     await rec(await fetch(`${url}/consent/one-time?template=${TPL}&scene=5`, { redirect: 'manual' }));
-    svc.proc.kill('SIGTERM');
-    expect(await svc.exited).toBe(0);
-    const all = `${bodies.join('\n')}\n${svc.out()}\n${svc.err()}`;
+    fx.svc.proc.kill('SIGTERM');
+    expect(await fx.svc.exited).toBe(0);
+    const all = `${bodies.join('\n')}\n${fx.svc.out()}\n${fx.svc.err()}`;
     for (const v of [...Object.values(SECRETS), apiKey]) expect(all).not.toContain(v);
   }, 90_000);
 
   it('an unreachable REDIS_URL (with a password) leaves stderr as JSON log lines only, without the password', async () => {
     // docs/cli.md: "Logs are JSON lines (pino) on stderr, with tokens, secrets and signatures redacted".
     const c = runCli(['serve', '--port', '0'], {
-      WXSUB_SQLITE_PATH: join(dir, 'redis.db'),
+      WXSUB_SQLITE_PATH: join(fx.dir, 'redis.db'),
       WXSUB_WECHAT_APP_ID: APP.appid,
       WXSUB_WECHAT_APP_SECRET: APP.secret,
-      WXSUB_WECHAT_BASE_URL: emulatorUrl,
+      WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
       REDIS_URL: 'redis://default:R3disPwOps0055@127.0.0.1:1',
       WXSUB_LOG_LEVEL: 'info',
     });
@@ -297,35 +312,22 @@ describe('secrets never reach logs, errors or pages (wxsub serve at trace level)
 // ───────────────────────────── 3. graceful shutdown ─────────────────────────────
 
 describe('wxsub serve shuts down gracefully on SIGTERM', () => {
-  let emulator: Emulator;
-  let emulatorUrl: string;
-  let dir: string;
-  let svc: Child | undefined;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'wxsub-ops-stop-'));
-    ({ emulator, url: emulatorUrl } = await seededEmulator());
-  });
-  afterAll(async () => {
-    kill(svc);
-    await emulator?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const fx = serviceFixture('wxsub-ops-stop-');
 
   it('an HTTP request in flight at SIGTERM is answered, a send in flight gets its outcome, exit code 0', async () => {
-    const sqlitePath = join(dir, 'stop.db');
+    const sqlitePath = join(fx.dir, 'stop.db');
     const env = {
       WXSUB_SQLITE_PATH: sqlitePath,
       WXSUB_WECHAT_APP_ID: APP.appid,
       WXSUB_WECHAT_APP_SECRET: APP.secret,
-      WXSUB_WECHAT_BASE_URL: emulatorUrl,
+      WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
       WXSUB_LOG_LEVEL: 'info',
     };
     const mk = runCli(['apikey', 'create', 'stop'], env);
     expect(await mk.exited).toBe(0);
     const apiKey = mk.out().trim();
-    svc = runCli(['serve', '--port', '0'], env);
-    const url = await waitForUrl(svc);
+    fx.svc = runCli(['serve', '--port', '0'], env);
+    const url = await waitForUrl(fx.svc);
     const auth = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     expect(
       (
@@ -345,10 +347,10 @@ describe('wxsub serve shuts down gracefully on SIGTERM', () => {
         scene,
         now: Date.now(),
       });
-    emulator.state.grantOneTime(APP.appid, USER, TPL, 1);
+    fx.emulator.state.grantOneTime(APP.appid, USER, TPL, 1);
     // Token first (no latency), then the send takes 2 s at "WeChat".
-    await fetch(`${emulatorUrl}/__emulator`);
-    emulator.state.setFaults({ path: '/cgi-bin/message/template/subscribe', latencyMs: 2000 });
+    await fetch(`${fx.emulatorUrl}/__emulator`);
+    fx.emulator.state.setFaults({ path: '/cgi-bin/message/template/subscribe', latencyMs: 2000 });
     const r1 = await fetch(`${url}/v1/messages`, {
       method: 'POST',
       headers: auth,
@@ -384,13 +386,13 @@ describe('wxsub serve shuts down gracefully on SIGTERM', () => {
       `POST /v1/messages HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${apiKey}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`,
     );
     await sleep(200);
-    svc.proc.kill('SIGTERM');
+    fx.svc.proc.kill('SIGTERM');
     await sleep(300);
     sock.write(body.slice(10));
     await Promise.race([ended, sleep(12_000)]);
     sock.destroy();
-    const code = await Promise.race([svc.exited, sleep(15_000).then(() => 'timeout' as const)]);
-    emulator.state.setFaults([]);
+    const code = await Promise.race([fx.svc.exited, sleep(15_000).then(() => 'timeout' as const)]);
+    fx.emulator.state.setFaults([]);
 
     expect(answer).toMatch(/^HTTP\/1\.1 202/);
     expect(code).toBe(0);
@@ -410,10 +412,10 @@ describe('wxsub serve shuts down gracefully on SIGTERM', () => {
         REDIS_URL,
         WXSUB_WECHAT_APP_ID: APP.appid,
         WXSUB_WECHAT_APP_SECRET: APP.secret,
-        WXSUB_WECHAT_BASE_URL: emulatorUrl,
+        WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
         WXSUB_LOG_LEVEL: 'warn',
       });
-      svc = c;
+      fx.svc = c;
       const url = await waitForUrl(c);
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       const t0 = Date.now();
