@@ -295,15 +295,7 @@ describe('sends', () => {
       const oneTime = clientAnswering('/cgi-bin/message/template/subscribe', () => reply(text));
       const notify = clientAnswering('/cgi-bin/message/subscribe/bizsend', () => reply(text));
       const errors = [
-        await oneTime.wx
-          .sendOneTime({
-            touser: OPENID,
-            template_id: ONE_TIME,
-            scene: 2,
-            title: 't',
-            data: { content: { value: 'c' } },
-          })
-          .catch((e: unknown) => e),
+        await sendScene2(oneTime.wx),
         await notify.wx
           .sendNotification({ touser: OPENID, template_id: NOTIFY, data: { thing1: { value: '键盘' } } })
           .catch((e: unknown) => e),

@@ -80,6 +80,15 @@ async function seededEmulator(): Promise<{ emulator: Emulator; url: string }> {
   return { emulator, url: await emulator.listen({ port: 0 }) };
 }
 
+/** The environment that points `wxsub serve` at the seeded app on the emulator at `emulatorUrl`. */
+function appEnv(emulatorUrl: string): Record<string, string> {
+  return {
+    WXSUB_WECHAT_APP_ID: APP.appid,
+    WXSUB_WECHAT_APP_SECRET: APP.secret,
+    WXSUB_WECHAT_BASE_URL: emulatorUrl,
+  };
+}
+
 /**
  * A seeded emulator and a scratch folder for one describe block, and the `wxsub serve` child it starts (killed
  * afterwards if still running): `fx.emulator`, `fx.emulatorUrl`, `fx.dir`, `fx.svc`.
@@ -199,9 +208,7 @@ describe('secrets never reach logs, errors or pages (wxsub serve at trace level)
     const sqlitePath = join(fx.dir, 'svc.db');
     const env = {
       WXSUB_SQLITE_PATH: sqlitePath,
-      WXSUB_WECHAT_APP_ID: APP.appid,
-      WXSUB_WECHAT_APP_SECRET: APP.secret,
-      WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
+      ...appEnv(fx.emulatorUrl),
       WXSUB_CONSENT_SECRET: SECRETS.consentSecret,
       WXSUB_WECHAT_PUSH_TOKEN: SECRETS.pushToken,
       WXSUB_WECHAT_ENCODING_AES_KEY: SECRETS.aesKey,
@@ -278,9 +285,7 @@ describe('secrets never reach logs, errors or pages (wxsub serve at trace level)
     // docs/cli.md: "Logs are JSON lines (pino) on stderr, with tokens, secrets and signatures redacted".
     const c = runCli(['serve', '--port', '0'], {
       WXSUB_SQLITE_PATH: join(fx.dir, 'redis.db'),
-      WXSUB_WECHAT_APP_ID: APP.appid,
-      WXSUB_WECHAT_APP_SECRET: APP.secret,
-      WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
+      ...appEnv(fx.emulatorUrl),
       REDIS_URL: 'redis://default:R3disPwOps0055@127.0.0.1:1',
       WXSUB_LOG_LEVEL: 'info',
     });
@@ -318,9 +323,7 @@ describe('wxsub serve shuts down gracefully on SIGTERM', () => {
     const sqlitePath = join(fx.dir, 'stop.db');
     const env = {
       WXSUB_SQLITE_PATH: sqlitePath,
-      WXSUB_WECHAT_APP_ID: APP.appid,
-      WXSUB_WECHAT_APP_SECRET: APP.secret,
-      WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
+      ...appEnv(fx.emulatorUrl),
       WXSUB_LOG_LEVEL: 'info',
     };
     const mk = runCli(['apikey', 'create', 'stop'], env);
@@ -410,9 +413,7 @@ describe('wxsub serve shuts down gracefully on SIGTERM', () => {
       const c = runCli(['serve', '--port', '0'], {
         DATABASE_URL: db.url,
         REDIS_URL,
-        WXSUB_WECHAT_APP_ID: APP.appid,
-        WXSUB_WECHAT_APP_SECRET: APP.secret,
-        WXSUB_WECHAT_BASE_URL: fx.emulatorUrl,
+        ...appEnv(fx.emulatorUrl),
         WXSUB_LOG_LEVEL: 'warn',
       });
       fx.svc = c;
