@@ -317,6 +317,121 @@ describe.skipIf(skip)('postgres store', () => {
     }
   });
 
+  it('completes and marks in-flight messages by id even when statistics say none are in flight', async () => {
+    // Statistics taken on an empty outbox, then 3,000 messages in flight: what a big campaign looks like to the
+    // planner until (auto)analyze catches up. Each statement that names its messages must still look those few
+    // up by primary key, not read every in-flight message per call (its cost grew with the campaign).
+    const own = await createTempDatabase();
+    const pool = new pg.Pool({ connectionString: own.url, max: 2 });
+    pool.on('error', () => {});
+    const seen: { text: string; values: unknown[] }[] = [];
+    const query = pool.query.bind(pool) as (...a: unknown[]) => unknown;
+    pool.query = ((cfg: unknown, ...rest: unknown[]) => {
+      const c = cfg as { text?: string; values?: unknown[] };
+      if (typeof c?.text === 'string') seen.push({ text: c.text, values: c.values ?? [] });
+      return query(cfg, ...rest);
+    }) as typeof pool.query;
+    const store = createPostgresStore({ pool });
+    try {
+      await store.migrate();
+      await pool.query('ANALYZE');
+      await pool.query(
+        `INSERT INTO messages (id, app_id, kind, openid, template_id, payload, status, next_attempt_at, lease_owner,
+           lease_until, created_at, updated_at)
+         SELECT 'm' || i, 'a', 'notification', 'o' || i, 't', '{"data":{}}', 'sending', 0, 'w', 9e12, 0, 0
+         FROM generate_series(1, 3000) i`,
+      );
+      const plans: { op: string; plan: string }[] = [];
+      const planOf = async (op: string, run: () => Promise<unknown>) => {
+        seen.length = 0;
+        await run();
+        const stmt = seen.find((s) => /UPDATE messages/.test(s.text));
+        if (!stmt) throw new Error(`${op}: no UPDATE messages statement seen`);
+        const { rows } = await pool.query({
+          text: `EXPLAIN (FORMAT JSON) ${stmt.text}`,
+          values: stmt.values,
+        });
+        plans.push({ op, plan: JSON.stringify(rows[0]) });
+      };
+      await planOf('markAttemptStarted', () =>
+        store.outbox.markAttemptStarted({ ids: ['m1', 'm2'], owner: 'w', now: 1 }),
+      );
+      await planOf('extendLease', () =>
+        store.outbox.extendLease({ ids: ['m1', 'm2'], owner: 'w', leaseUntil: 9e12 }),
+      );
+      const completeMany = store.outbox.completeMany?.bind(store.outbox);
+      if (!completeMany) throw new Error('the PostgreSQL store completes in groups');
+      await planOf('completeMany', () =>
+        completeMany({
+          owner: 'w',
+          items: ['m1', 'm2'].map((id) => ({ id, outcome: { status: 'sent' } as AttemptOutcome })),
+          now: 2,
+        }),
+      );
+      for (const p of plans) {
+        expect({ op: p.op, byId: p.plan.includes('"messages_pkey"') }).toEqual({ op: p.op, byId: true });
+        expect({ op: p.op, scansInFlight: p.plan.includes('"messages_sending"') }).toEqual({
+          op: p.op,
+          scansInFlight: false,
+        });
+      }
+      expect(await store.outbox.getMessage('m1')).toMatchObject({ status: 'sent' });
+    } finally {
+      await store.close();
+      await pool.end();
+      await own.drop();
+    }
+  });
+
+  it('refreshes the outbox statistics as soon as a big campaign starts enqueuing, not only at its end', async () => {
+    const own = await createTempDatabase();
+    const store = createPostgresStore({ url: own.url, poolSize: 2 });
+    const c = new pg.Client({ connectionString: own.url });
+    await c.connect();
+    try {
+      await store.migrate();
+      await c.query(
+        `INSERT INTO grants (id, app_id, openid, template_id, scene, state, created_at, updated_at, confirmed_at)
+         SELECT 'g' || i, 'a', 'o' || lpad(i::text, 5, '0'), 't', 1, 'available', 0, 0, 0 FROM generate_series(1, 1500) i`,
+      );
+      const analyzed = async () =>
+        (
+          await c.query<{ n: string }>(
+            `SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relname = 'messages'`,
+          )
+        ).rows[0]?.n;
+      const camp = await store.outbox.createCampaign({
+        appId: 'a',
+        name: 'big',
+        kind: 'one-time',
+        templateId: 't',
+        sceneFilter: null,
+        payload: { title: 't', content: 'c' },
+        now: 1,
+      });
+      expect(await store.outbox.enqueueCampaignBatch({ campaignId: camp.id, batchSize: 500, now: 1 })).toBe(
+        500,
+      );
+      expect(await analyzed()).toBe('0'); // 500 queued: not big yet
+      expect(await store.outbox.enqueueCampaignBatch({ campaignId: camp.id, batchSize: 500, now: 1 })).toBe(
+        500,
+      );
+      expect(await analyzed()).toBe('1'); // crossed 1,000 with 500 still to enqueue
+      expect(await store.outbox.enqueueCampaignBatch({ campaignId: camp.id, batchSize: 500, now: 1 })).toBe(
+        500,
+      );
+      expect(await analyzed()).toBe('1');
+      expect(await store.outbox.enqueueCampaignBatch({ campaignId: camp.id, batchSize: 500, now: 1 })).toBe(
+        0,
+      );
+      expect(await analyzed()).toBe('2'); // and all tables once the enqueue is done
+    } finally {
+      await c.end();
+      await store.close();
+      await own.drop();
+    }
+  });
+
   it('reports an unreachable server as STORE_UNAVAILABLE', async () => {
     const store = createPostgresStore({ url: 'postgres://postgres@127.0.0.1:1/nowhere', poolSize: 1 });
     await expect(store.migrate()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
