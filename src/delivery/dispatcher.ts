@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { isAppError, type AppError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
+import type { MiniprogramState, NotificationLang } from '../wechat/validate.js';
 import type {
   AttemptOutcome,
   NotificationPayload,
@@ -43,6 +44,8 @@ export interface DeliverySender {
     data: Record<string, { value: string }>;
     page?: string;
     miniprogram?: { appid: string; pagepath: string };
+    miniprogram_state?: MiniprogramState;
+    lang?: NotificationLang;
   }): Promise<{ msgid?: string | number } | unknown>;
 }
 
@@ -572,6 +575,8 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       };
       if (p.page !== undefined) req.page = p.page;
       if (p.miniprogram !== undefined) req.miniprogram = p.miniprogram;
+      if (p.miniprogram_state !== undefined) req.miniprogram_state = p.miniprogram_state;
+      if (p.lang !== undefined) req.lang = p.lang;
       const r = await client.sendNotification(req);
       const msgid = typeof r === 'object' && r !== null ? (r as { msgid?: unknown }).msgid : undefined;
       return { ok: true, msgid: typeof msgid === 'string' || typeof msgid === 'number' ? msgid : null };

@@ -94,6 +94,9 @@ export type InboxMessage = {
   url?: string;
   page?: string;
   miniprogram?: { appid: string; pagepath: string };
+  /** bizsend's `miniprogram_state` and `lang` as the sender gave them (accepted, otherwise ignored: spec §2.4). */
+  miniprogramState?: string;
+  lang?: string;
   scene?: number;
   msgid: string;
   /** Emulator time in ms. */

@@ -3,7 +3,13 @@ import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { ID_RE } from '../store/common.js';
 import type { NotificationPayload, OneTimePayload, TemplateRecord } from '../store/store.js';
-import { checkKeywordValue, KEYWORD_TYPES, type KeywordType } from '../wechat/validate.js';
+import {
+  checkKeywordValue,
+  KEYWORD_TYPES,
+  MINIPROGRAM_STATES,
+  NOTIFICATION_LANGS,
+  type KeywordType,
+} from '../wechat/validate.js';
 import { validationError } from './error-handler.js';
 
 const id = z.string().regex(ID_RE, 'must be 1–128 characters [A-Za-z0-9_-]');
@@ -60,6 +66,9 @@ export const notificationPayloadSchema = z.strictObject({
   data: z.record(z.string().max(64), z.union([z.strictObject({ value: text }), text])),
   page: text.optional(),
   miniprogram: miniprogram.optional(),
+  // Listed by the current bizsend doc only (spec §2.4): sent to WeChat when given, never added.
+  miniprogram_state: z.enum(MINIPROGRAM_STATES).optional(),
+  lang: z.enum(NOTIFICATION_LANGS).optional(),
 });
 
 /** Body of POST /v1/messages. */
@@ -254,6 +263,8 @@ export function checkNotificationPayload(
   const out: NotificationPayload = { data };
   if (p.page !== undefined) out.page = p.page;
   if (p.miniprogram !== undefined) out.miniprogram = p.miniprogram;
+  if (p.miniprogram_state !== undefined) out.miniprogram_state = p.miniprogram_state;
+  if (p.lang !== undefined) out.lang = p.lang;
   return out;
 }
 

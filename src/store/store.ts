@@ -2,6 +2,7 @@
 // and consent nonces. Implemented by ./sqlite and ./postgres; one contract suite (./contract.ts) runs
 // against both. Every method is atomic on its own; the ones that span areas (enqueue = reserve grant +
 // insert message) are one transaction.
+import type { MiniprogramState, NotificationLang } from '../wechat/validate.js';
 
 /** Which engine backs a store. */
 export type Engine = 'sqlite' | 'postgres';
@@ -69,6 +70,10 @@ export type NotificationPayload = {
   data: Record<string, { value: string }>;
   page?: string;
   miniprogram?: { appid: string; pagepath: string };
+  /** Passed to bizsend only when given (spec §2.4: listed by the current doc only). */
+  miniprogram_state?: MiniprogramState;
+  /** Passed to bizsend only when given, like `miniprogram_state`. */
+  lang?: NotificationLang;
 };
 
 /** A message in the outbox. */

@@ -147,7 +147,8 @@ export function registerSendRoutes(fastify: FastifyInstance, state: EmulatorStat
     }
     const jump = checkJump(b, 'page', now);
     if ('errcode' in jump) return jump;
-    // miniprogram_state and lang (new doc, spec §2.4) are accepted and ignored.
+    // miniprogram_state and lang (new doc, spec §2.4) are accepted and otherwise ignored: kept on the message only,
+    // so a test can see what the sender passed.
     const key = `${openid}\0${tpl.templateId}`;
     if (!app.longTerm.has(key)) {
       const left = app.credits.get(key) ?? 0;
@@ -169,6 +170,8 @@ export function registerSendRoutes(fastify: FastifyInstance, state: EmulatorStat
     };
     if (jump.url !== undefined) msg.page = jump.url;
     if (jump.miniprogram) msg.miniprogram = jump.miniprogram;
+    if (typeof b.miniprogram_state === 'string') msg.miniprogramState = b.miniprogram_state;
+    if (typeof b.lang === 'string') msg.lang = b.lang;
     state.deliver(app, msg);
     state.recordSentEvent(app, {
       appid: app.appid,
