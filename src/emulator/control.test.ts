@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEmulator, loadSeedFile } from './index.js';
-import { APPID, NOTIFY, ONE_TIME, U1, testEmulator, type TestEmulator } from './test-support.js';
+import { APPID, NOTIFY, ONE_TIME, TEST_SEED, U1, testEmulator, type TestEmulator } from './test-support.js';
 
 let emu: TestEmulator;
 afterEach(async () => {
@@ -134,9 +134,33 @@ describe('control API', () => {
     );
     expect((await emu.call(`/wxaapi/newtmpl/getcategory?access_token=${t}`)).errcode).toBe(42001);
     await ctl('POST', `/__emulator/apps/${APPID}/users`, { openid: 'oExtra' });
+    const created = (await ctl('GET', '/__emulator/behavior')).body;
+    await ctl('PUT', '/__emulator/behavior', { fragmentEncoding: 'preserve' });
     await ctl('POST', '/__emulator/reset');
     expect(emu.state.requireApp(APPID).users.has('oExtra')).toBe(false);
     expect(emu.state.counters(APPID).tokenFetches.classic).toBe(0);
+    // "Forgets everything": the switches go back to what the emulator was created with (a test that changed one
+    // must not leak into the next one that resets).
+    expect((await ctl('GET', '/__emulator/behavior')).body).toEqual(created);
+  });
+
+  it('resets its own clock offset too (the clock of an emulator on real time)', async () => {
+    const real = await createEmulator({ seed: TEST_SEED });
+    try {
+      const at = async (method: string, path: string, body?: unknown) =>
+        (
+          await real.app.inject({ method: method as 'GET', url: path, ...(body ? { payload: body } : {}) })
+        ).json<{
+          now: number;
+        }>();
+      expect((await at('POST', '/__emulator/clock', { advanceMs: 86_400_000 })).now).toBeGreaterThan(
+        Date.now() + 86_000_000,
+      );
+      await real.app.inject({ method: 'POST', url: '/__emulator/reset' });
+      expect(Math.abs((await at('GET', '/__emulator/clock')).now - Date.now())).toBeLessThan(60_000);
+    } finally {
+      await real.close();
+    }
   });
 
   it('changes behaviour and quotas', async () => {

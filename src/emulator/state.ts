@@ -269,6 +269,8 @@ export class EmulatorState {
   readonly #faults = new Map<string, FaultRule>();
   #rng: () => number;
   readonly #randomSeed: number;
+  /** The behaviour the emulator was created with, which {@link reset} restores. */
+  readonly #initialBehavior: EmulatorBehavior;
   #tokenSeq = 1;
   #nextMsgId: bigint;
 
@@ -277,7 +279,8 @@ export class EmulatorState {
     this.#seed = options.seed;
     this.#randomSeed = options.randomSeed ?? Math.floor(Math.random() * 0xffffffff);
     this.#rng = createRng(this.#randomSeed);
-    this.behavior = { ...DEFAULT_BEHAVIOR, ...options.behavior };
+    this.#initialBehavior = { ...DEFAULT_BEHAVIOR, ...options.behavior };
+    this.behavior = { ...this.#initialBehavior };
     this.publicBaseUrl = 'http://127.0.0.1';
     this.#nextMsgId = 3_000_000_000_000_000_000n + BigInt(this.#randomSeed);
     if (options.seed) this.applySeed(options.seed);
@@ -320,8 +323,14 @@ export class EmulatorState {
     }
   }
 
-  /** Forgets everything (tokens, grants, inboxes, counters, faults) and re-applies the seed. */
+  /**
+   * Forgets everything (tokens, grants, inboxes, counters, faults, behaviour switches, the clock offset of
+   * {@link advanceClock}) and re-applies the seed. An injected clock that was advanced itself stays where it is (it
+   * is the caller's); msgids keep counting up, so no msgid is ever handed out twice.
+   */
   reset(): void {
+    this.behavior = { ...this.#initialBehavior };
+    this.#offset = 0;
     this.apps.clear();
     this.#tokens.clear();
     this.#tickets.clear();
