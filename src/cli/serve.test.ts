@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../config/schema.js';
+import { parseConfig, type ServiceConfig } from '../config/schema.js';
 import { NONCE_PURGE_GRACE_MS } from '../consent/nonce-purge.js';
 import { createEmulator, type Emulator } from '../emulator/index.js';
 import { createApiKey } from '../http/api-keys.js';
@@ -65,29 +65,93 @@ describe('startService', () => {
     ).toBe(false);
   });
 
-  it("delivers a notification's miniprogram_state and lang to bizsend only when the message has them", async () => {
-    const appId = 'wxserve00000002';
-    const tpl = 'ServeNotifyTpl01';
-    emu = await createEmulator();
-    emu.state.createApp({
-      appid: appId,
-      secret: 'serve-test-secret',
-      users: [{ openid: 'oWith' }, { openid: 'oWithout' }],
+  const EMU_APP = 'wxserve00000002';
+  const EMU_SECRET = 'serve-test-secret';
+  const NOTIFY_TPL = 'ServeNotifyTpl01';
+  const ONE_TIME_TPL = 'ServeOneTimeTpl01';
+  /** An emulator on a real port with users `openids` and two templates, and the service sending to it. */
+  async function startWithEmulator(
+    openids: string[],
+    wechat: Partial<ServiceConfig['wechat']> = {},
+  ): Promise<RunningService & { key: string; emu: Emulator }> {
+    const e = await createEmulator();
+    emu = e;
+    e.state.createApp({
+      appid: EMU_APP,
+      secret: EMU_SECRET,
+      users: openids.map((openid) => ({ openid })),
       templates: [
-        { templateId: tpl, kind: 'notification', title: '进度', type: 2, content: '事项:{{thing1.DATA}}' },
+        {
+          templateId: NOTIFY_TPL,
+          kind: 'notification',
+          title: '进度',
+          type: 2,
+          content: '事项:{{thing1.DATA}}',
+        },
+        { templateId: ONE_TIME_TPL, kind: 'one-time', title: '到货提醒' },
       ],
     });
-    const baseUrl = await emu.listen({ port: 0 });
+    const baseUrl = await e.listen({ port: 0 });
     dir = mkdtempSync(join(tmpdir(), 'wxsub-serve-'));
-    svc = await startService(
+    const started = await startService(
       parseConfig({
         port: 0,
         sqlitePath: join(dir, 'wxsub.db'),
-        wechat: { appId, appSecret: 'serve-test-secret', baseUrl },
+        wechat: { appId: EMU_APP, appSecret: EMU_SECRET, baseUrl, ...wechat },
       }),
       { logger: pino({ level: 'silent' }) },
     );
-    const { store, url } = svc;
+    svc = started;
+    const { key } = await createApiKey(started.store, 'serve-test');
+    return { ...started, key, emu: e };
+  }
+  const postMessage = (s: { url: string; key: string }, body: unknown) =>
+    fetch(`${s.url}/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  const inbox = (openid: string) => emu?.state.inbox(EMU_APP, openid) ?? [];
+  async function waitForInbox(...openids: string[]): Promise<void> {
+    for (let i = 0; i < 100 && openids.some((o) => inbox(o).length === 0); i++)
+      await new Promise((r) => setTimeout(r, 50));
+  }
+
+  it('posts the one-time scene in the JSON type WXSUB_WECHAT_ONE_TIME_SCENE names', async () => {
+    const s = await startWithEmulator(['oScene'], { oneTimeScene: 'number' });
+    s.emu.state.behavior.oneTimeSceneType = 'number'; // a WeChat that takes integers only (spec §1.4 disagrees)
+    s.emu.state.grantOneTime(EMU_APP, 'oScene', ONE_TIME_TPL, 7);
+    await s.store.grants.recordOneTime({
+      appId: EMU_APP,
+      openid: 'oScene',
+      templateId: ONE_TIME_TPL,
+      scene: 7,
+      now: Date.now(),
+    });
+    await s.store.templates.upsert({
+      appId: EMU_APP,
+      templateId: ONE_TIME_TPL,
+      kind: 'one-time',
+      title: '到货提醒',
+      keywords: [],
+    });
+    const r = await postMessage(s, {
+      kind: 'one-time',
+      openid: 'oScene',
+      template: ONE_TIME_TPL,
+      scene: 7,
+      title: '到货提醒',
+      content: '已到货',
+    });
+    expect(r.status).toBe(202);
+    await waitForInbox('oScene');
+    expect(inbox('oScene')).toMatchObject([{ content: '已到货', scene: 7 }]);
+  });
+
+  it("delivers a notification's miniprogram_state and lang to bizsend only when the message has them", async () => {
+    const appId = EMU_APP;
+    const tpl = NOTIFY_TPL;
+    const { store, url, key } = await startWithEmulator(['oWith', 'oWithout']);
     await store.templates.upsert({
       appId,
       templateId: tpl,
@@ -95,7 +159,6 @@ describe('startService', () => {
       title: '进度',
       keywords: [{ key: 'thing1', type: 'thing' }],
     });
-    const { key } = await createApiKey(store, 'serve-test');
     const send = async (openid: string, extra: Record<string, unknown>) => {
       emu?.state.grantNotification(appId, openid, tpl);
       await store.grants.addNotificationCredits({
@@ -105,17 +168,10 @@ describe('startService', () => {
         count: 1,
         now: Date.now(),
       });
-      return fetch(`${url}/v1/messages`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          kind: 'notification',
-          openid,
-          template: tpl,
-          data: { thing1: '发货' },
-          ...extra,
-        }),
-      });
+      return postMessage(
+        { url, key },
+        { kind: 'notification', openid, template: tpl, data: { thing1: '发货' }, ...extra },
+      );
     };
     // Values outside the doc's lists are refused before anything is reserved or queued.
     for (const bad of [{ miniprogram_state: 'release' }, { lang: 'fr_FR' }, { lang: 1 }]) {
@@ -128,17 +184,11 @@ describe('startService', () => {
     expect((await store.outbox.listMessages({ appId })).items).toEqual([]);
     expect((await send('oWith', { miniprogram_state: 'trial', lang: 'en_US' })).status).toBe(202);
     expect((await send('oWithout', {})).status).toBe(202);
-    const inbox = async (openid: string) => emu?.state.inbox(appId, openid) ?? [];
-    for (
-      let i = 0;
-      i < 100 && ((await inbox('oWith')).length === 0 || (await inbox('oWithout')).length === 0);
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 50));
-    expect(await inbox('oWith')).toMatchObject([
+    await waitForInbox('oWith', 'oWithout');
+    expect(inbox('oWith')).toMatchObject([
       { content: '事项:发货', miniprogramState: 'trial', lang: 'en_US' },
     ]);
-    const [plain] = await inbox('oWithout');
+    const [plain] = inbox('oWithout');
     expect(plain).toMatchObject({ content: '事项:发货' });
     expect(plain && 'miniprogramState' in plain).toBe(false);
     expect(plain && 'lang' in plain).toBe(false);

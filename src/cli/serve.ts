@@ -124,6 +124,7 @@ export async function openWeChatClient(
       appId: config.wechat.appId,
       secret: config.wechat.appSecret,
       tokenMode: config.wechat.tokenMode,
+      oneTimeScene: config.wechat.oneTimeScene,
       ...(config.wechat.baseUrl === '' ? {} : { baseUrl: config.wechat.baseUrl }),
     },
   );

@@ -19,6 +19,8 @@ const wechatSchema = z.strictObject({
   baseUrl: optionalHttpUrl.default(''),
   /** How access tokens are fetched: `stable` (/cgi-bin/stable_token) or `classic` (/cgi-bin/token). Env `WXSUB_WECHAT_TOKEN_MODE`. @default 'stable' */
   tokenMode: z.enum(['stable', 'classic']).default('stable'),
+  /** JSON type of a one-time send's `scene` (docs disagree, spec §1.4): `string` or `number`. Env `WXSUB_WECHAT_ONE_TIME_SCENE`. @default 'string' */
+  oneTimeScene: z.enum(['string', 'number']).default('string'),
   /** Push (server config) Token for signature checks. Env `WXSUB_WECHAT_PUSH_TOKEN`. @default '' */
   pushToken: z.string().default(''),
   /** EncodingAESKey (43 chars) for safe/compatible push mode; '' = plaintext. Env `WXSUB_WECHAT_ENCODING_AES_KEY`. @default '' */
@@ -217,6 +219,11 @@ const ROWS: Row[] = [
     path: 'wechat.tokenMode',
     env: 'WXSUB_WECHAT_TOKEN_MODE',
     meaning: 'stable (stable_token) or classic (token)',
+  },
+  {
+    path: 'wechat.oneTimeScene',
+    env: 'WXSUB_WECHAT_ONE_TIME_SCENE',
+    meaning: 'JSON type of scene in one-time sends, where the docs disagree: string (current doc) or number',
   },
   {
     path: 'wechat.pushToken',

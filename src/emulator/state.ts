@@ -47,6 +47,13 @@ export type EmulatorBehavior = {
    * @default true
    */
   addtemplateSceneDescRequired: boolean;
+  /**
+   * What JSON type `template/subscribe` takes for `scene` (spec §1.4, disputed: a string in the new doc's table and
+   * example, an integer on the consent URL; SDKs send either). `'any'` takes both; `'string'` or `'number'` answer
+   * the other with the same 47003 a bad scene gets (what WeChat would answer is not known).
+   * @default 'any'
+   */
+  oneTimeSceneType: 'any' | 'string' | 'number';
 };
 
 /** Defaults of {@link EmulatorBehavior}. */
@@ -60,6 +67,7 @@ export const DEFAULT_BEHAVIOR: EmulatorBehavior = {
   sentEventLimit: 100_000,
   maxPrivateTemplates: 25,
   addtemplateSceneDescRequired: true,
+  oneTimeSceneType: 'any',
 };
 
 /** An emulated user of one app. */

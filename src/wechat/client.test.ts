@@ -343,6 +343,29 @@ describe('sends', () => {
     expect(emu.state.hasOneTimeGrant(APPID, OPENID, ONE_TIME, 2)).toBe(true);
   });
 
+  it('posts the one-time scene as a string, or as a number with oneTimeScene, for a WeChat that takes only one', async () => {
+    // The docs disagree on scene's JSON type (spec §1.4); the emulator can be made to take only one of them.
+    const outcomes: Record<string, unknown> = {};
+    for (const platform of ['string', 'number'] as const) {
+      emu.state.behavior.oneTimeSceneType = platform;
+      for (const sdk of ['string', 'number'] as const) {
+        emu.state.grantOneTime(APPID, OPENID, ONE_TIME, 2);
+        const r = await sendScene2(client(sdk === 'string' ? {} : { oneTimeScene: sdk }));
+        outcomes[`${platform} <- ${sdk}`] = r instanceof Error ? (r as { errcode?: number }).errcode : 'ok';
+      }
+    }
+    expect(outcomes).toEqual({
+      'string <- string': 'ok',
+      'string <- number': 47003,
+      'number <- string': 47003,
+      'number <- number': 'ok',
+    });
+    expect(emu.state.inbox(APPID, OPENID)).toHaveLength(2);
+    expect(() => client({ oneTimeScene: 'int' as never })).toThrow(
+      expect.objectContaining({ code: 'WX_INVALID_ARGUMENT', field: 'oneTimeScene' }),
+    );
+  });
+
   it('retries -1 on calls that are safe to repeat', async () => {
     const wx = client();
     await wx.getAccessToken();

@@ -19,9 +19,11 @@ import type { TokenStore } from './token-store.js';
 import { createMemoryTokenStore } from './token-stores/memory.js';
 import {
   notificationSendBody,
+  ONE_TIME_SCENE_TYPES,
   oneTimeSendBody,
   type KeywordSpec,
   type NotificationSendInput,
+  type OneTimeSceneType,
   type OneTimeSendInput,
 } from './validate.js';
 
@@ -73,6 +75,13 @@ export type WeChatClientOptions = {
    * @example { addTemplateBody: 'form' }
    */
   addTemplateBody?: AddTemplateBody;
+  /**
+   * JSON type of a one-time send's `scene`, which the docs disagree on (spec §1.4): `'string'` as the current doc's
+   * table and example show it (`"1000"`), or `'number'`, the integer of the consent URL, as some SDKs send it.
+   * @default 'string'
+   * @example { oneTimeScene: 'number' }
+   */
+  oneTimeScene?: OneTimeSceneType;
 };
 
 /** How `templates.addTemplate` encodes its body; see {@link WeChatClientOptions.addTemplateBody}. */
@@ -244,6 +253,9 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
       'addTemplateBody',
       `must be one of ${ADD_TEMPLATE_BODIES.join(', ')}`,
     );
+  const oneTimeScene = options.oneTimeScene ?? 'string';
+  if (!ONE_TIME_SCENE_TYPES.includes(oneTimeScene))
+    throw new WeChatInvalidArgumentError('oneTimeScene', `must be one of ${ONE_TIME_SCENE_TYPES.join(', ')}`);
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
   const logger = redactingLogger(deps.logger ?? silentLogger);
@@ -368,7 +380,7 @@ export function createWeChatClient(deps: WeChatClientDeps, options: WeChatClient
       return (await broker.forceRefreshToken()).value;
     },
     async sendOneTime(input) {
-      const body = oneTimeSendBody(input);
+      const body = oneTimeSendBody(input, oneTimeScene);
       await api({
         method: 'POST',
         path: '/cgi-bin/message/template/subscribe',

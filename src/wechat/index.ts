@@ -82,6 +82,7 @@ export {
   MINIPROGRAM_STATES,
   NOTIFICATION_LANGS,
   notificationSendBody,
+  ONE_TIME_SCENE_TYPES,
   oneTimeSendBody,
 } from './validate.js';
 export type {
@@ -90,5 +91,6 @@ export type {
   MiniprogramState,
   NotificationLang,
   NotificationSendInput,
+  OneTimeSceneType,
   OneTimeSendInput,
 } from './validate.js';

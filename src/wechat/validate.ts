@@ -207,11 +207,20 @@ export function checkScene(scene: unknown, field = 'scene'): number {
   return scene;
 }
 
+/** The JSON type a one-time send's `scene` is posted as; see `WeChatClientOptions.oneTimeScene`. */
+export type OneTimeSceneType = 'string' | 'number';
+/** Every {@link OneTimeSceneType}. */
+export const ONE_TIME_SCENE_TYPES: readonly OneTimeSceneType[] = ['string', 'number'];
+
 /**
- * Validates a one-time send locally and returns the exact JSON body to post.
+ * Validates a one-time send locally and returns the exact JSON body to post, `scene` as a string (the new doc's
+ * table and example) or, with `sceneAs: 'number'`, as the integer the consent URL carries (spec §1.4).
  * @throws WeChatInvalidArgumentError naming the field
  */
-export function oneTimeSendBody(input: OneTimeSendInput): Record<string, unknown> {
+export function oneTimeSendBody(
+  input: OneTimeSendInput,
+  sceneAs: OneTimeSceneType = 'string',
+): Record<string, unknown> {
   if (input === null || typeof input !== 'object') throw bad('input', 'must be an object');
   requireString(input.touser, 'touser', 128);
   requireString(input.template_id, 'template_id', 128);
@@ -236,7 +245,7 @@ export function oneTimeSendBody(input: OneTimeSendInput): Record<string, unknown
   const body: Record<string, unknown> = {
     touser: input.touser,
     template_id: input.template_id,
-    scene: String(input.scene),
+    scene: sceneAs === 'number' ? input.scene : String(input.scene),
     title: input.title,
     data: {
       content:

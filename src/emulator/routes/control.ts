@@ -69,6 +69,7 @@ const behaviorSchema = z
     sentEventLimit: z.number().int().min(1).max(10_000_000),
     maxPrivateTemplates: z.number().int().min(0).max(10_000),
     addtemplateSceneDescRequired: z.boolean(),
+    oneTimeSceneType: z.enum(['any', 'string', 'number']),
   })
   .partial();
 

@@ -82,6 +82,9 @@ export function registerSendRoutes(fastify: FastifyInstance, state: EmulatorStat
     }
     const openid = b.touser;
     if (typeof openid !== 'string' || !app.users.has(openid)) return wxError(40003, now);
+    const sceneType = state.behavior.oneTimeSceneType;
+    if (sceneType !== 'any' && b.scene !== undefined && typeof b.scene !== sceneType)
+      return argInvalid(now, 'scene', 'invalid');
     const scene = parseScene(b.scene);
     if (typeof scene !== 'number') return argInvalid(now, 'scene', scene);
     const sizeLimit = state.behavior.overLengthErrcodes === 'size-limit';
