@@ -680,7 +680,63 @@ describe('send API', () => {
     ]) {
       const r = await create(scenes);
       expect(r.statusCode, r.body).toBe(202);
+      // Read back as it was given (`list`), by the answer and by GET.
+      expect(r.json().campaign.scenes).toEqual(scenes);
+      const got = await app.inject({ method: 'GET', url: `/v1/campaigns/${r.json().id}`, headers: auth() });
+      expect(got.json().scenes).toEqual(scenes);
     }
+  });
+
+  it("names a campaign payload's shape errors under payload, for either kind of template", async () => {
+    await app.inject({
+      method: 'PUT',
+      url: '/v1/templates/TPL_SHAPE',
+      headers: auth(),
+      payload: { kind: 'notification', title: '通知', keywords: [{ key: 'thing1' }] },
+    });
+    const cases: [template: string, payload: unknown][] = [
+      ['TPL_ONCE', { data: { thing1: 'x' } }],
+      ['TPL_SHAPE', { title: 't', content: 'c' }],
+    ];
+    for (const [template, payload] of cases) {
+      const r = await app.inject({
+        method: 'POST',
+        url: '/v1/campaigns',
+        headers: auth(),
+        payload: { name: 'c', template, payload },
+      });
+      expect([r.statusCode, err(r)], template).toEqual([400, 'HTTP_VALIDATION_FAILED']);
+      const paths = r.json().error.details.issues.map((i: { path: string }) => i.path);
+      expect(paths.length, template).toBeGreaterThan(0);
+      for (const path of paths) expect(path, template).toMatch(/^payload(\.|$)/);
+    }
+    expect(kicked).toEqual([]);
+  });
+
+  it('refuses a template whose keywords no send could satisfy, and stores nothing', async () => {
+    const cases: [keywords: unknown, path: string][] = [
+      [[{ key: 'foo1' }], 'keywords.0.key'], // no WeChat keyword type: every send would be refused (422)
+      [[{ key: 'thing1' }, { key: 'thing1' }], 'keywords'],
+      [[{ key: 'thing1', enumValues: ['a'] }], 'keywords.0.enumValues'], // would be ignored
+    ];
+    for (const [keywords, path] of cases) {
+      const r = await app.inject({
+        method: 'PUT',
+        url: '/v1/templates/TPL_BAD_KEYS',
+        headers: auth(),
+        payload: { kind: 'notification', title: '通知', keywords },
+      });
+      expect([r.statusCode, err(r)], JSON.stringify(keywords)).toEqual([400, 'HTTP_VALIDATION_FAILED']);
+      expect(r.json().error.details.issues[0].path).toBe(path);
+    }
+    expect(await store.templates.get(APP_ID, 'TPL_BAD_KEYS')).toBeNull();
+    const ok = await app.inject({
+      method: 'PUT',
+      url: '/v1/templates/TPL_BAD_KEYS',
+      headers: auth(),
+      payload: { kind: 'notification', title: '通知', keywords: [{ key: 'enum1', enumValues: ['a', 'b'] }] },
+    });
+    expect(ok.statusCode, ok.body).toBe(200);
   });
 });
 

@@ -134,9 +134,19 @@ export const putTemplateSchema = z.strictObject({
         .refine((k) => k.type === undefined || k.type === keyTypePrefix(k.key), {
           message: "must be the key's type prefix (thing1 → thing): WeChat types a keyword by its key",
           path: ['type'],
+        })
+        // A key of no WeChat type would be stored, and every send to the template refused afterwards (422).
+        .refine((k) => (KEYWORD_TYPES as readonly string[]).includes(keyTypePrefix(k.key) ?? ''), {
+          message: `must start with a keyword type WeChat knows (${KEYWORD_TYPES.join(', ')})`,
+          path: ['key'],
+        })
+        .refine((k) => k.enumValues === undefined || keyTypePrefix(k.key) === 'enum', {
+          message: 'apply to enum keys (enum1) only',
+          path: ['enumValues'],
         }),
     )
     .max(20)
+    .refine((ks) => new Set(ks.map((k) => k.key)).size === ks.length, { message: 'keys must be distinct' })
     .default([]),
   /** 2 = one-time notification, 3 = long-term (notification templates only). */
   type: z.union([z.literal(2), z.literal(3)]).optional(),
@@ -148,7 +158,7 @@ export const listMessagesQuery = z.strictObject({
   template: id.optional(),
   openid: id.optional(),
   campaign: id.optional(),
-  cursor: z.string().max(512).optional(),
+  cursor: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
 
@@ -156,7 +166,7 @@ export const listMessagesQuery = z.strictObject({
 export const listGrantsQuery = z.strictObject({
   template: id.optional(),
   openid: id.optional(),
-  cursor: z.string().max(512).optional(),
+  cursor: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
 

@@ -1,7 +1,7 @@
 // The REST API under /v1 (API key required): templates, messages (send, idempotency), grants and campaigns.
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { ID_RE } from '../store/common.js';
 import type {
@@ -123,12 +123,27 @@ function campaignView(c: Campaign & { stats?: CampaignStats }) {
     name: c.name,
     kind: c.kind,
     template: c.templateId,
-    scenes: c.sceneFilter,
+    // As the request gave it: `list`, not the store's `scenes`.
+    scenes:
+      c.sceneFilter === null
+        ? null
+        : {
+            ...(c.sceneFilter.min === undefined ? {} : { min: c.sceneFilter.min }),
+            ...(c.sceneFilter.max === undefined ? {} : { max: c.sceneFilter.max }),
+            ...(c.sceneFilter.scenes === undefined ? {} : { list: c.sceneFilter.scenes }),
+          },
     status: c.status,
     createdAt: iso(c.createdAt),
     updatedAt: iso(c.updatedAt),
     ...(c.stats === undefined ? {} : { stats: c.stats }),
   };
+}
+
+/** A campaign's payload parsed as its template's kind wants it; shape issues are named under `payload`. */
+function campaignPayload<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const p = schema.safeParse(value);
+  if (p.success) return p.data;
+  throw validationError(new z.ZodError(p.error.issues.map((i) => ({ ...i, path: ['payload', ...i.path] }))));
 }
 
 /** Registers /v1/* (auth on every route). */
@@ -294,8 +309,8 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
           ...(q.limit === undefined ? {} : { limit: q.limit }),
         });
         // Credits are per (openid, template) and are listed on the first page only.
-        const credits =
-          q.openid !== undefined && q.cursor === undefined ? await creditsOf(q.openid, q.template) : [];
+        const firstPage = q.cursor === undefined || q.cursor === ''; // `?cursor=` is the first page too
+        const credits = q.openid !== undefined && firstPage ? await creditsOf(q.openid, q.template) : [];
         return {
           oneTime: page.items.map(grantView),
           notificationCredits: credits,
@@ -316,19 +331,16 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
         const template = await templateOf(body.template);
         let payload;
         if (template.kind === 'one-time') {
-          const p = oneTimePayloadSchema.safeParse(body.payload);
-          if (!p.success) throw validationError(p.error);
-          payload = checkOneTimePayload(p.data, 'payload.');
+          payload = checkOneTimePayload(campaignPayload(oneTimePayloadSchema, body.payload), 'payload.');
         } else {
-          const p = notificationPayloadSchema.safeParse(body.payload);
-          if (!p.success) throw validationError(p.error);
+          const p = campaignPayload(notificationPayloadSchema, body.payload);
           if (body.scenes !== undefined) {
             throw new AppError('HTTP_VALIDATION_FAILED', {
               message: 'scenes apply to one-time templates only',
               details: { field: 'scenes' },
             });
           }
-          payload = checkNotificationPayload(p.data, template, 'payload.');
+          payload = checkNotificationPayload(p, template, 'payload.');
         }
         const s = body.scenes;
         const sceneFilter =

@@ -72,6 +72,9 @@ export function createIdGenerator(now: () => number = Date.now): IdGenerator {
 }
 
 /** Encodes a listing position as an opaque cursor. */
+/** Longest cursor {@link decodeCursor} reads. */
+const MAX_CURSOR_LENGTH = 512;
+
 export function encodeCursor(kind: string, key: string): string {
   return Buffer.from(`${kind}:${key}`, 'utf8').toString('base64url');
 }
@@ -82,7 +85,11 @@ export function encodeCursor(kind: string, key: string): string {
  */
 export function decodeCursor(kind: string, cursor: string | undefined): string | null {
   if (cursor === undefined || cursor === '') return null;
-  const raw = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  // Longer than any cursor encodeCursor makes (a kind and a 128-character id): not decoded at all.
+  const raw =
+    cursor.length <= MAX_CURSOR_LENGTH && /^[A-Za-z0-9_-]+$/.test(cursor)
+      ? Buffer.from(cursor, 'base64url').toString('utf8')
+      : '';
   const key = raw.slice(kind.length + 1);
   if (!raw.startsWith(`${kind}:`) || !ID_RE.test(key)) {
     throw new AppError('STORE_INVALID_CURSOR', { details: { cursor: cursor.slice(0, 64) } });

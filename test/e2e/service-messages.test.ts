@@ -230,5 +230,41 @@ for (const engine of ['sqlite', 'postgres'] as Engine[]) {
       });
       expect(((await list.json()) as { items: unknown[] }).items).toHaveLength(1);
     });
+    it.skipIf(skip)('lists with cursors: bad ones refused alike, `?cursor=` is the first page', async () => {
+      for (let s = 0; s < 3; s++) await grant('oPages', s);
+      await svc.store.grants.addNotificationCredits({
+        appId: APP_ID,
+        openid: 'oPages',
+        templateId: NOTIFY_TPL,
+        count: 2,
+        now: Date.now(),
+      });
+      const get = async (path: string) => {
+        const r = await fetch(`${svc.baseUrl}${path}`, { headers: headers() });
+        return {
+          status: r.status,
+          body: (await r.json()) as Record<string, unknown> & { error?: { code: string } },
+        };
+      };
+      // Longer than any cursor a listing issues, or of another listing: the same code as any other bad cursor.
+      for (const path of [
+        `/v1/messages?cursor=${'A'.repeat(600)}`,
+        `/v1/grants?cursor=${'A'.repeat(600)}`,
+        `/v1/grants?cursor=${Buffer.from('m:01ABC').toString('base64url')}`,
+      ]) {
+        const r = await get(path);
+        expect([r.status, r.body.error?.code], path).toEqual([400, 'STORE_INVALID_CURSOR']);
+      }
+      // The documented "credits on the first page" holds for an empty cursor too.
+      const plain = await get('/v1/grants?openid=oPages&limit=2');
+      const empty = await get('/v1/grants?openid=oPages&limit=2&cursor=');
+      expect(plain.body.notificationCredits).toEqual([
+        { template: NOTIFY_TPL, available: 2, reserved: 0, longTerm: false },
+      ]);
+      expect(empty.body).toEqual(plain.body);
+      const next = await get(`/v1/grants?openid=oPages&limit=2&cursor=${String(plain.body.nextCursor)}`);
+      expect(next.body.notificationCredits).toEqual([]);
+      expect(next.body.oneTime).toHaveLength(1);
+    });
   });
 }
