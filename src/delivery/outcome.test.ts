@@ -120,7 +120,7 @@ describe('classifyAttempt', () => {
     }
   });
 
-  it('-1 flagged by the SDK as possibly processed: retried, and a one-time message remembers it may have left', () => {
+  it('-1 is a plain retry even where the SDK calls its outcome unknown: a later 43101 fails, never "sent"', () => {
     const err = {
       ok: false as const,
       error: Object.assign(new Error('system error'), {
@@ -129,15 +129,22 @@ describe('classifyAttempt', () => {
         outcomeUnknown: true,
       }),
     };
-    expect(classifyAttempt(oneTime, err, ctx()).outcome).toMatchObject({
-      status: 'retry',
-      errorCode: MAY_HAVE_LEFT,
+    for (const m of [oneTime, notification]) {
+      expect(classifyAttempt(m, err, ctx()).outcome).toMatchObject({
+        status: 'retry',
+        errorCode: 'DELIVERY_WECHAT_BUSY',
+        lastErrcode: -1,
+      });
+    }
+    // What the store remembers of that -1, read back for the next attempt: nothing may have left.
+    const prior = priorAttemptMayHaveLeft({
+      errorCode: 'DELIVERY_WECHAT_BUSY',
+      attempts: 1,
       lastErrcode: -1,
     });
-    expect(classifyAttempt(notification, err, ctx()).outcome).toMatchObject({
-      status: 'retry',
-      errorCode: 'DELIVERY_WECHAT_BUSY',
-    });
+    expect(
+      classifyAttempt(oneTime, api(43101), ctx({ attempt: 2, priorAttemptMayHaveLeft: prior })).outcome,
+    ).toMatchObject({ status: 'failed', grant: 'revoke', errorCode: 'DELIVERY_CONSENT_REVOKED' });
   });
 
   it('retries are bounded: the last attempt fails and releases the grant', () => {
@@ -188,6 +195,7 @@ describe('classifyAttempt', () => {
       nextAttemptAt: reset,
       errorCode: 'DELIVERY_APP_PAUSED',
       lastErrcode: 45009,
+      unsent: true, // not an attempt: the claim's count is given back
     });
     expect(effects).toEqual([
       {

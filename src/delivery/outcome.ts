@@ -76,7 +76,7 @@ export function nextQuotaReset(now: number): number {
 }
 
 type Inspected =
-  | { kind: 'api'; errcode: number; errmsg: string; outcomeUnknown: boolean }
+  | { kind: 'api'; errcode: number; errmsg: string }
   | { kind: 'not-left'; message: string }
   | { kind: 'may-have-left'; message: string }
   | { kind: 'invalid'; message: string };
@@ -97,12 +97,7 @@ function inspect(err: unknown): Inspected {
   const errcode = field(err, 'errcode');
   if (typeof errcode === 'number') {
     const errmsg = field(err, 'errmsg');
-    return {
-      kind: 'api',
-      errcode,
-      errmsg: typeof errmsg === 'string' ? errmsg.slice(0, 300) : '',
-      outcomeUnknown: field(err, 'outcomeUnknown') === true,
-    };
+    return { kind: 'api', errcode, errmsg: typeof errmsg === 'string' ? errmsg.slice(0, 300) : '' };
   }
   const status = field(err, 'httpStatus') ?? field(err, 'statusCode');
   // A 5xx is an answer: WeChat's gateway refused the request, so it was not processed.
@@ -232,9 +227,11 @@ export function classifyAttempt(
       return retry('DELIVERY_TOKEN_INVALID', text, errcode, false);
     case 'busy':
     case 'retry-later':
-      // The issue's table retries -1 for both kinds; when the SDK flags it as possibly processed, a one-time
-      // message also remembers that (its later 43101 then confirms delivery; it cannot be delivered twice).
-      return retry('DELIVERY_WECHAT_BUSY', text, errcode, message.kind === 'one-time' && info.outcomeUnknown);
+      // A plain retry, as the issue's table has it: WeChat's -1 is "system busy, try again". It is not taken as a
+      // send that may have gone through (the SDK's cautious `outcomeUnknown`), because then a later 43101 would
+      // record `sent` for a message no one received whenever WeChat no longer held the consent: a loss nobody
+      // sees. A -1 that did deliver shows up instead as a visible `failed` on the 43101 of the retry.
+      return retry('DELIVERY_WECHAT_BUSY', text, errcode, false);
     case 'quota': {
       // Not an attempt WeChat counted: wait for the reset however many attempts were made.
       const until = nextQuotaReset(ctx.now);
@@ -245,6 +242,8 @@ export function classifyAttempt(
           lastErrcode: errcode,
           errorCode: prior ? MAY_HAVE_LEFT : 'DELIVERY_APP_PAUSED',
           errorMessage: text,
+          // Nothing was sent: the attempt the claim counted is given back, so a 45009 never uses up retries.
+          unsent: true,
         },
         effects: [{ type: 'pause-app', appId: message.appId, until, reason: text }],
       };
