@@ -151,7 +151,7 @@ describe('startService', () => {
   it("delivers a notification's miniprogram_state and lang to bizsend only when the message has them", async () => {
     const appId = EMU_APP;
     const tpl = NOTIFY_TPL;
-    const { store, url, key } = await startWithEmulator(['oWith', 'oWithout']);
+    const { store, url, key, emu: e } = await startWithEmulator(['oWith', 'oWithout']);
     await store.templates.upsert({
       appId,
       templateId: tpl,
@@ -160,7 +160,7 @@ describe('startService', () => {
       keywords: [{ key: 'thing1', type: 'thing' }],
     });
     const send = async (openid: string, extra: Record<string, unknown>) => {
-      emu?.state.grantNotification(appId, openid, tpl);
+      e.state.grantNotification(appId, openid, tpl);
       await store.grants.addNotificationCredits({
         appId,
         openid,

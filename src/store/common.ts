@@ -71,10 +71,10 @@ export function createIdGenerator(now: () => number = Date.now): IdGenerator {
   };
 }
 
-/** Encodes a listing position as an opaque cursor. */
 /** Longest cursor {@link decodeCursor} reads. */
 const MAX_CURSOR_LENGTH = 512;
 
+/** Encodes a listing position as an opaque cursor. */
 export function encodeCursor(kind: string, key: string): string {
   return Buffer.from(`${kind}:${key}`, 'utf8').toString('base64url');
 }

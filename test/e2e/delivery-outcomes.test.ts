@@ -19,7 +19,6 @@ import { createDispatcher, type DispatcherOptions } from '../../src/delivery/dis
 const APP = 'wxauditdlv0000001';
 const SECRET = '0123456789abcdef0123456789abcdef';
 const OT = 'AuditOneTimeTpl000000000000000000000000001';
-const NT = 'AuditNotifyTpl0000000000000000000000000001';
 const SCENE = 7;
 const SEND_OT = '/cgi-bin/message/template/subscribe';
 
@@ -50,14 +49,10 @@ beforeEach(async () => {
   emu.state.createApp({
     appid: APP,
     secret: SECRET,
-    templates: [
-      { templateId: OT, kind: 'one-time', title: '活动提醒' },
-      { templateId: NT, kind: 'notification', title: '进度通知', type: 2, content: '事项:{{thing1.DATA}}' },
-    ],
+    templates: [{ templateId: OT, kind: 'one-time', title: '活动提醒' }],
   });
   baseUrl = await emu.listen({ port: 0 });
   clients = [];
-  tokenStore.current = createMemoryTokenStore();
 });
 afterEach(async () => {
   for (const c of clients) await c.close();
@@ -68,15 +63,14 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const tokenStore = { current: createMemoryTokenStore() };
-function client(over: { attemptTimeoutMs?: number; baseUrl?: string } = {}): WeChatClient {
+function client(): WeChatClient {
   const c = createWeChatClient(
-    { clock, tokenStore: tokenStore.current },
+    { clock, tokenStore: createMemoryTokenStore() },
     {
       appId: APP,
       secret: SECRET,
-      baseUrl: over.baseUrl ?? baseUrl,
-      attemptTimeoutMs: over.attemptTimeoutMs ?? 2000,
+      baseUrl,
+      attemptTimeoutMs: 2000,
       totalTimeoutMs: 5000,
       retries: { max: 0 },
     },
@@ -103,9 +97,10 @@ function dispatcher(c: WeChatClient, o: Partial<DispatcherOptions> = {}) {
   );
 }
 
-async function oneTime(openid: string): Promise<string> {
+/** Enqueues a one-time message on a grant the ledger holds; WeChat holds it too unless `wechatGrant` is false. */
+async function oneTime(openid: string, wechatGrant = true): Promise<string> {
   emu.state.createUser(APP, { openid });
-  emu.state.grantOneTime(APP, openid, OT, SCENE);
+  if (wechatGrant) emu.state.grantOneTime(APP, openid, OT, SCENE);
   await store.grants.recordOneTime({ appId: APP, openid, templateId: OT, scene: SCENE, now: clock.now() });
   const r = await store.outbox.enqueueMessage({
     appId: APP,
@@ -175,24 +170,13 @@ describe.each(['sqlite', 'postgres'] as Engine[])('%s', (engine) => {
   it('one-time: -1 then 43101 is failed with the grant revoked, not "sent" for a message no one received', async () => {
     const openid = 'oAuditM1';
     // The ledger holds a grant WeChat does not (used elsewhere, or never confirmed there): WeChat answers 43101.
-    emu.state.createUser(APP, { openid });
-    await store.grants.recordOneTime({ appId: APP, openid, templateId: OT, scene: SCENE, now: clock.now() });
-    const r = await store.outbox.enqueueMessage({
-      appId: APP,
-      kind: 'one-time',
-      openid,
-      templateId: OT,
-      scene: SCENE,
-      payload: { title: '上新', content: '新品已上架' },
-      now: clock.now(),
-    });
-    if (!r.ok) throw new Error('enqueue failed');
+    const id = await oneTime(openid, false);
     const d = dispatcher(client());
     emu.state.setFaults({ path: SEND_OT, errcodes: { '-1': 1 } });
     await d.runOnce();
     emu.state.clearFaults();
     clock.advance(10_000);
-    const m = await settle(d, r.message.id);
+    const m = await settle(d, id);
     expect(emu.state.inbox(APP, openid)).toHaveLength(0);
     // Before the fix: 'sent' with DELIVERY_CONFIRMED_BY_43101, grant 'consumed'.
     expect(m).toMatchObject({ status: 'failed', errorCode: 'DELIVERY_CONSENT_REVOKED', lastErrcode: 43101 });

@@ -98,28 +98,29 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
 
   // Named statements are parsed once per connection; the name derives from the text so pools can be shared.
   const names = new Map<string, string>();
-  const q = async (c: Queryable, text: string, values: unknown[] = []): Promise<Row[]> => {
+  const run = async (
+    c: Queryable,
+    query: { name?: string; text: string; values: unknown[] },
+  ): Promise<Row[]> => {
+    try {
+      return (await c.query<Row>(query)).rows;
+    } catch (err) {
+      throw wrap(err);
+    }
+  };
+  const q = (c: Queryable, text: string, values: unknown[] = []): Promise<Row[]> => {
     let name = names.get(text);
     if (name === undefined) {
       name = `wxsub_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
       names.set(text, name);
     }
-    try {
-      return (await c.query<Row>({ name, text, values })).rows;
-    } catch (err) {
-      throw wrap(err);
-    }
+    return run(c, { name, text, values });
   };
   // An unnamed statement, planned on every call for the values it is given. For statements whose best plan depends
   // on them: after five runs PostgreSQL may switch a named statement to a generic plan, costed for an unknown `now`
   // and LIMIT, and keep it while the table grows under it (the claim did: read and sorted every queued row).
-  const qPlanned = async (c: Queryable, text: string, values: unknown[]): Promise<Row[]> => {
-    try {
-      return (await c.query<Row>({ text, values })).rows;
-    } catch (err) {
-      throw wrap(err);
-    }
-  };
+  const qPlanned = (c: Queryable, text: string, values: unknown[]): Promise<Row[]> =>
+    run(c, { text, values });
   const one = async (c: Queryable, text: string, values: unknown[] = []): Promise<Row | undefined> =>
     (await q(c, text, values))[0];
   const tx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
