@@ -95,7 +95,14 @@ export const ERROR_CODES = {
     retryable: true,
   },
   DELIVERY_APP_PAUSED: {
-    message: 'The app reached its daily quota (45009); sending is paused until the quota resets',
+    message:
+      'The app reached its daily quota (45009) or per-minute limit (45011); sending is paused until the limit resets',
+    status: 429,
+    retryable: true,
+  },
+  DELIVERY_MINUTE_LIMIT: {
+    message:
+      'WeChat refused the send at its per-minute limit (45011); the app waits for the next minute, the attempt not counted',
     status: 429,
     retryable: true,
   },

@@ -24,6 +24,7 @@ describe('parseConfig', () => {
       maxAttempts: 8,
       backoffBaseMs: 500,
       backoffMaxMs: 60_000,
+      minuteLimit: 'pause',
     });
   });
 
@@ -84,6 +85,11 @@ describe('configFromEnv', () => {
 
   it('names the env-derived field in errors', () => {
     expect(() => configFromEnv({ WXSUB_PORT: 'eighty' })).toThrow(/port/);
+  });
+
+  it('reads the 45011 policy and refuses values it does not know', () => {
+    expect(configFromEnv({ WXSUB_DELIVERY_MINUTE_LIMIT: 'backoff' }).delivery.minuteLimit).toBe('backoff');
+    expect(() => configFromEnv({ WXSUB_DELIVERY_MINUTE_LIMIT: 'wait' })).toThrow(/delivery\.minuteLimit/);
   });
 });
 

@@ -67,6 +67,12 @@ const deliverySchema = z.strictObject({
   backoffBaseMs: positiveInt.default(500),
   /** Longest retry delay in ms. Env `WXSUB_DELIVERY_BACKOFF_MAX_MS`. @default 60000 */
   backoffMaxMs: positiveInt.default(60_000),
+  /**
+   * What a 45011 (per-minute limit, "retry next minute") does: `pause` the app until the next minute, the message
+   * keeping its attempt, or `backoff` (a counted retry with backoff, like -1). Env `WXSUB_DELIVERY_MINUTE_LIMIT`.
+   * @default 'pause'
+   */
+  minuteLimit: z.enum(['pause', 'backoff']).default('pause'),
 });
 
 /**
@@ -286,6 +292,12 @@ const ROWS: Row[] = [
     path: 'delivery.backoffMaxMs',
     env: 'WXSUB_DELIVERY_BACKOFF_MAX_MS',
     meaning: 'Longest retry delay (ms)',
+  },
+  {
+    path: 'delivery.minuteLimit',
+    env: 'WXSUB_DELIVERY_MINUTE_LIMIT',
+    meaning:
+      'On 45011: pause (the app waits for the next minute, the message keeps its attempt) or backoff (a counted retry, like -1)',
   },
 ];
 

@@ -132,10 +132,13 @@ describe('dispatcher', () => {
     expect(d.status().counters).toMatchObject({ claimed: 1, sent: 1 });
   });
 
-  it('retries -1 and 45011 with backoff until success', async () => {
+  it("retries -1 and (minuteLimit 'backoff') 45011 with backoff until success", async () => {
     const id = await enqueueOneTime('u1');
     const { sender, calls } = scripted((_c, n) => (n === 1 ? apiError(-1) : n === 2 ? apiError(45011) : {}));
-    const d = createDispatcher({ store, wechat: () => sender, clock, random: () => 0.5 }, opts);
+    const d = createDispatcher(
+      { store, wechat: () => sender, clock, random: () => 0.5 },
+      { ...opts, minuteLimit: 'backoff' },
+    );
     await d.runOnce();
     const m = await store.outbox.getMessage(id);
     expect(m).toMatchObject({
@@ -243,6 +246,50 @@ describe('dispatcher', () => {
     const after = createDispatcher({ store, wechat: () => ok.sender, clock }, opts);
     await after.runOnce();
     expect(ok.calls).toHaveLength(5);
+  });
+
+  it('45011 pauses the app until the next minute; no message spends an attempt on it', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await enqueueOneTime(`u${i}`));
+    clock.advance(42_000); // 02:00:42
+    let limited = true;
+    const { sender, calls } = scripted(() => (limited ? apiError(45011) : {}));
+    const d = createDispatcher({ store, wechat: () => sender, clock }, { ...opts, concurrency: 1 });
+    await d.runOnce();
+    // One refused send; the rest of the batch went back without a request.
+    expect(calls).toHaveLength(1);
+    const resume = Date.UTC(2026, 0, 1, 2, 1, 1);
+    expect(d.status().pausedApps).toEqual([
+      { appId: APP, until: resume, reason: expect.stringContaining('45011') as unknown },
+    ]);
+    expect(await store.outbox.pausedApps(clock.now())).toMatchObject([{ appId: APP, until: resume }]);
+    const first = await store.outbox.getMessage(ids[0] as string);
+    expect(first).toMatchObject({
+      status: 'queued',
+      attempts: 0,
+      lastErrcode: 45011,
+      errorCode: 'DELIVERY_MINUTE_LIMIT',
+      nextAttemptAt: resume,
+    });
+    for (const id of ids.slice(1))
+      expect(await store.outbox.getMessage(id)).toMatchObject({ status: 'queued', attempts: 0 });
+    // Still the same minute: nothing is sent.
+    clock.advance(10_000);
+    expect(await d.runOnce()).toBe(0);
+    // A minute limit that goes on costs one refused send per minute, never an attempt.
+    for (let minute = 0; minute < 10; minute++) {
+      clock.set(Date.UTC(2026, 0, 1, 2, 1 + minute, 1));
+      await d.runOnce();
+    }
+    expect(calls).toHaveLength(11);
+    expect((await store.outbox.countMessages({ appId: APP })).queued).toBe(5);
+    expect((await store.outbox.getMessage(ids[0] as string))?.attempts).toBe(0);
+    // Once WeChat takes sends again, all go out.
+    limited = false;
+    clock.set(Date.UTC(2026, 0, 1, 2, 11, 1));
+    await drain(d);
+    expect(calls).toHaveLength(16);
+    expect((await store.outbox.countMessages({ appId: APP })).sent).toBe(5);
   });
 
   it('47003/40003/40037 fail for good and give the grant back', async () => {

@@ -23,6 +23,7 @@ import {
   type AttemptResult,
   type DeliveryEffect,
   type ErrcodeAction,
+  type MinuteLimitPolicy,
 } from './outcome.js';
 
 /** The part of the SDK's WeChat client the dispatcher uses (`createWeChatClient(...)` satisfies it). */
@@ -93,6 +94,8 @@ export type DispatcherOptions = {
   backoffBaseMs: number;
   /** Longest retry delay in ms. @default 60000 */
   backoffMaxMs: number;
+  /** What a 45011 does (see {@link MinuteLimitPolicy}). @default 'pause' */
+  minuteLimit?: MinuteLimitPolicy;
   /** Sends per second per app for the default in-process limiter (ignored when `deps.rateLimiter` is given). */
   ratePerSecond?: number;
   /** Messages enqueued per campaign batch (server-side INSERT … SELECT). @default 1000 */
@@ -328,10 +331,7 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       const known = paused.get(e.appId);
       if (known !== undefined && known.until >= e.until) continue;
       paused.set(e.appId, { until: e.until, reason: e.reason });
-      log.warn(
-        { appId: e.appId, until: new Date(e.until).toISOString() },
-        'daily quota reached (45009): app paused',
-      );
+      log.warn({ appId: e.appId, until: new Date(e.until).toISOString(), reason: e.reason }, 'app paused');
       try {
         await store.outbox.pauseApp({ appId: e.appId, until: e.until, reason: e.reason });
       } catch (err) {
@@ -676,6 +676,7 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       backoff,
       random,
       priorAttemptMayHaveLeft: priorAttemptMayHaveLeft(m),
+      minuteLimit: options.minuteLimit ?? 'pause',
       ...(deps.errcodeAction === undefined ? {} : { errcodeAction: deps.errcodeAction }),
     };
     const { outcome, effects } = classifyAttempt(m, result, ctx);

@@ -6,6 +6,7 @@ import { backoffDelay } from './backoff.js';
 import {
   MAY_HAVE_LEFT,
   classifyAttempt,
+  nextMinuteLimitReset,
   nextQuotaReset,
   priorAttemptMayHaveLeft,
   type ClassifyContext,
@@ -47,6 +48,14 @@ describe('backoffDelay', () => {
     expect(backoffDelay(10, p, () => 0.999)).toBeLessThan(1000);
     expect(backoffDelay(1000, p, () => 0.999)).toBeLessThan(1000);
     expect(backoffDelay(4, p, () => 0)).toBe(0);
+  });
+});
+
+describe('nextMinuteLimitReset', () => {
+  it('is one second into the next minute, also from the first millisecond of one', () => {
+    expect(nextMinuteLimitReset(Date.UTC(2026, 0, 1, 12, 0, 42, 500))).toBe(Date.UTC(2026, 0, 1, 12, 1, 1));
+    expect(nextMinuteLimitReset(Date.UTC(2026, 0, 1, 12, 0, 0))).toBe(Date.UTC(2026, 0, 1, 12, 1, 1));
+    expect(nextMinuteLimitReset(Date.UTC(2026, 0, 1, 23, 59, 59, 999))).toBe(Date.UTC(2026, 0, 2, 0, 0, 1));
   });
 });
 
@@ -108,9 +117,12 @@ describe('classifyAttempt', () => {
     });
   });
 
-  it.each([-1, 45011])('%i → retry with jittered exponential backoff, for both kinds', (code) => {
+  it.each([
+    [-1, {}],
+    [45011, { minuteLimit: 'backoff' as const }],
+  ])('%i → retry with jittered exponential backoff, for both kinds', (code, over) => {
     for (const m of [oneTime, notification]) {
-      const { outcome } = classifyAttempt(m, api(code), ctx({ attempt: 3, random: () => 0.25 }));
+      const { outcome } = classifyAttempt(m, api(code), ctx({ attempt: 3, random: () => 0.25, ...over }));
       expect(outcome).toMatchObject({
         status: 'retry',
         lastErrcode: code,
@@ -205,6 +217,46 @@ describe('classifyAttempt', () => {
         reason: expect.stringContaining('45009') as unknown,
       },
     ]);
+  });
+
+  it('45011 (default policy) → retry at the next minute, attempt given back, app paused until then', () => {
+    for (const m of [oneTime, notification]) {
+      // Even on the last attempt: WeChat did not process the send, so it cannot exhaust the message's retries.
+      const { outcome, effects } = classifyAttempt(m, api(45011), ctx({ attempt: 5, maxAttempts: 5 }));
+      const next = Date.UTC(2026, 0, 1, 3, 1, 1);
+      expect(outcome).toMatchObject({
+        status: 'retry',
+        nextAttemptAt: next,
+        errorCode: 'DELIVERY_MINUTE_LIMIT',
+        lastErrcode: 45011,
+        unsent: true,
+      });
+      expect(effects).toEqual([
+        {
+          type: 'pause-app',
+          appId: 'wxapp',
+          until: next,
+          reason: expect.stringContaining('45011') as unknown,
+        },
+      ]);
+    }
+    // The may-have-left marker of an earlier attempt survives the pause.
+    const prior = classifyAttempt(oneTime, api(45011), ctx({ attempt: 2, priorAttemptMayHaveLeft: true }));
+    expect(prior.outcome).toMatchObject({ status: 'retry', errorCode: MAY_HAVE_LEFT, unsent: true });
+  });
+
+  it("45011 with minuteLimit 'backoff' counts: on the last attempt it is final", () => {
+    const { outcome, effects } = classifyAttempt(
+      oneTime,
+      api(45011),
+      ctx({ attempt: 5, maxAttempts: 5, minuteLimit: 'backoff' }),
+    );
+    expect(outcome).toMatchObject({
+      status: 'failed',
+      errorCode: 'DELIVERY_RETRIES_EXHAUSTED',
+      lastErrcode: 45011,
+    });
+    expect(effects).toEqual([]);
   });
 
   it.each([47003, 40003, 40037, 48001])('%i → failed for good, grant released', (code) => {

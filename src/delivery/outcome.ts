@@ -13,10 +13,20 @@ export type ErrcodeAction = 'refresh-token-and-retry' | 'retry-later' | 'consent
 export type DeliveryEffect = {
   type: 'pause-app';
   appId: string;
-  /** When sending may resume (ms since the epoch): the next daily quota reset. */
+  /** When sending may resume (ms since the epoch): the next daily quota reset (45009) or next minute (45011). */
   until: number;
   reason: string;
 };
+
+/**
+ * What a 45011 ("api minute-quota reach limit, must slower, retry next minute") does:
+ * - 'pause': the app stops sending until the next minute starts (all instances, shown in status) and the message
+ *   waits for it with its attempt given back, as WeChat did not process it; a sustained per-minute limit then costs
+ *   about one refused wave per minute and no message fails for it.
+ * - 'backoff': a plain retry with the jittered backoff, counted as an attempt, like -1 (the issue's table read
+ *   literally; for limits that are not per minute, or faults injected at random).
+ */
+export type MinuteLimitPolicy = 'pause' | 'backoff';
 
 /** The verdict on one attempt. */
 export type Classification = { outcome: AttemptOutcome; effects: DeliveryEffect[] };
@@ -40,19 +50,26 @@ export type ClassifyContext = {
   priorAttemptMayHaveLeft: boolean;
   /** The SDK's action for errcodes this table does not name (e.g. `errcodeInfo(code).action`). */
   errcodeAction?: (errcode: number) => ErrcodeAction | undefined;
+  /** What a 45011 does. @default 'pause' */
+  minuteLimit?: MinuteLimitPolicy;
 };
 
 /** `errorCode` a retry outcome carries while an earlier attempt may have reached WeChat; sticky across retries. */
 export const MAY_HAVE_LEFT = 'DELIVERY_MAY_HAVE_LEFT';
 
 const TOKEN_CODES = new Set([40001, 40014, 42001]);
-const BUSY_CODES = new Set([-1, 45011]);
+const BUSY_CODE = -1;
+/** WeChat's "per-minute frequency limit reached" errcode. */
+export const MINUTE_LIMIT_ERRCODE = 45011;
 const REJECT_CODES = new Set([47003, 40003, 40037, 48001]);
 /** WeChat's "daily quota reached" errcode, from a send or from the token endpoint. */
 export const QUOTA_ERRCODE = 45009;
 const CONSENT_CODE = 43101;
 const SHANGHAI_OFFSET_MS = 8 * 3_600_000;
 const DAY_MS = 86_400_000;
+const MINUTE_MS = 60_000;
+/** Margin after the minute turns, for our clock running a little ahead of WeChat's. */
+export const MINUTE_LIMIT_MARGIN_MS = 1000;
 
 /**
  * True when an earlier attempt of `message` may have reached WeChat: a retry recorded after a timeout (sticky
@@ -73,6 +90,15 @@ export function priorAttemptMayHaveLeft(
 export function nextQuotaReset(now: number): number {
   const local = now + SHANGHAI_OFFSET_MS;
   return Math.floor(local / DAY_MS) * DAY_MS + DAY_MS - SHANGHAI_OFFSET_MS;
+}
+
+/**
+ * When sending may resume after a 45011 at `now`: the start of the next minute plus {@link MINUTE_LIMIT_MARGIN_MS}
+ * (minutes are whole in every time zone WeChat uses).
+ * @example nextMinuteLimitReset(Date.UTC(2026, 0, 1, 12, 0, 42)) === Date.UTC(2026, 0, 1, 12, 1, 1)
+ */
+export function nextMinuteLimitReset(now: number): number {
+  return Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + MINUTE_LIMIT_MARGIN_MS;
 }
 
 type Inspected =
@@ -118,9 +144,10 @@ function inspect(err: unknown): Inspected {
  * Decides what one attempt means for the message, by WeChat's errcode table:
  * - success → `sent` (keeps the msgid); 43101 → `failed` + grant revoked, except that on a retry after an attempt
  *   that may have reached WeChat it confirms that attempt → `sent`;
- * - 40001/40014/42001 (the SDK already invalidated and retried once), -1, 45011, HTTP 5xx, connection errors
+ * - 40001/40014/42001 (the SDK already invalidated and retried once), -1, HTTP 5xx, connection errors
  *   before the request left → `retry` with full-jitter backoff until `maxAttempts`, then `failed` (grant released)
  *   or `unknown` (an earlier attempt may have reached WeChat);
+ * - 45011 → like 45009 for the rest of the minute (`minuteLimit` 'pause', the default), or like -1 ('backoff');
  * - 45009 → `retry` at the next quota reset plus a `pause-app` effect; 47003/40003/40037/48001 and other `fail`
  *   codes → `failed`, grant released (kept when an earlier attempt may have used it);
  * - a timeout or broken connection after the request left → one-time: `retry` (WeChat's one-send quota makes a
@@ -197,10 +224,26 @@ export function classifyAttempt(
 
   const { errcode, errmsg } = info;
   const text = `errcode ${errcode}${errmsg === '' ? '' : `: ${errmsg}`}`;
-  let action: ErrcodeAction | 'busy' | 'quota';
+  // 45009 and (by default) 45011: WeChat refused the call without processing it, so it is not an attempt. The
+  // message waits for the reset however many attempts were made, with the count the claim added given back, and
+  // the app pauses until then, so its other messages do not spend their attempts on the same refusal.
+  const pauseApp = (until: number, errorCode: string): Classification => ({
+    outcome: {
+      status: 'retry',
+      nextAttemptAt: until,
+      lastErrcode: errcode,
+      errorCode: prior ? MAY_HAVE_LEFT : errorCode,
+      errorMessage: text,
+      unsent: true,
+    },
+    effects: [{ type: 'pause-app', appId: message.appId, until, reason: text }],
+  });
+
+  let action: ErrcodeAction | 'busy' | 'quota' | 'minute-limit';
   if (errcode === CONSENT_CODE) action = 'consent-missing';
   else if (TOKEN_CODES.has(errcode)) action = 'refresh-token-and-retry';
-  else if (BUSY_CODES.has(errcode)) action = 'busy';
+  else if (errcode === BUSY_CODE) action = 'busy';
+  else if (errcode === MINUTE_LIMIT_ERRCODE) action = ctx.minuteLimit === 'backoff' ? 'busy' : 'minute-limit';
   else if (errcode === QUOTA_ERRCODE) action = 'quota';
   else if (REJECT_CODES.has(errcode)) action = 'fail';
   else action = ctx.errcodeAction?.(errcode) ?? 'fail';
@@ -232,22 +275,10 @@ export function classifyAttempt(
       // record `sent` for a message no one received whenever WeChat no longer held the consent: a loss nobody
       // sees. A -1 that did deliver shows up instead as a visible `failed` on the 43101 of the retry.
       return retry('DELIVERY_WECHAT_BUSY', text, errcode, false);
-    case 'quota': {
-      // Not an attempt WeChat counted: wait for the reset however many attempts were made.
-      const until = nextQuotaReset(ctx.now);
-      return {
-        outcome: {
-          status: 'retry',
-          nextAttemptAt: until,
-          lastErrcode: errcode,
-          errorCode: prior ? MAY_HAVE_LEFT : 'DELIVERY_APP_PAUSED',
-          errorMessage: text,
-          // Nothing was sent: the attempt the claim counted is given back, so a 45009 never uses up retries.
-          unsent: true,
-        },
-        effects: [{ type: 'pause-app', appId: message.appId, until, reason: text }],
-      };
-    }
+    case 'quota':
+      return pauseApp(nextQuotaReset(ctx.now), 'DELIVERY_APP_PAUSED');
+    case 'minute-limit':
+      return pauseApp(nextMinuteLimitReset(ctx.now), 'DELIVERY_MINUTE_LIMIT');
     case 'fail':
       return reject(text, errcode);
   }

@@ -1544,6 +1544,22 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect((await store.outbox.pausedApps(T0 + 1000)).map((p) => p.appId)).toEqual(['a2']);
       });
 
+      it('never shortens a pause: a minute limit during the daily pause leaves the day', async () => {
+        await store.outbox.pauseApp({ appId: 'a1', until: T0 + 86_400_000, reason: 'errcode 45009' });
+        await store.outbox.pauseApp({ appId: 'a1', until: T0 + 60_000, reason: 'errcode 45011' });
+        expect(await store.outbox.pausedApps(T0 + 61_000)).toEqual([
+          { appId: 'a1', until: T0 + 86_400_000, reason: 'errcode 45009' },
+        ]);
+        await store.outbox.pauseApp({
+          appId: 'a1',
+          until: T0 + 2 * 86_400_000,
+          reason: 'errcode 45009 again',
+        });
+        expect(await store.outbox.pausedApps(T0)).toEqual([
+          { appId: 'a1', until: T0 + 2 * 86_400_000, reason: 'errcode 45009 again' },
+        ]);
+      });
+
       it('stores templates', async () => {
         await store.templates.upsert({
           appId: APP,

@@ -396,7 +396,10 @@ export interface OutboxRepo {
   /** Marks a `running` campaign `done` when nothing is queued or sending. */
   finishCampaignIfDrained(input: { id: string; now: number }): Promise<boolean>;
 
-  /** Pauses an app's sending until `until` (45009), shared by every instance. */
+  /**
+   * Pauses an app's sending until `until` (45009 daily quota, 45011 minute limit), shared by every instance. A pause
+   * only ever extends: a shorter one (a minute's, while the day's is on) leaves the longer one and its reason.
+   */
   pauseApp(input: { appId: string; until: number; reason: string }): Promise<void>;
   /** Apps paused at `now`. */
   pausedApps(now: number): Promise<{ appId: string; until: number; reason: string }[]>;

@@ -1,6 +1,6 @@
 // Delivery outcomes between the rows of the errcode table (issue #4), on a real emulator (real socket, real SDK), on
-// SQLite and a throwaway PostgreSQL database: what a 45009 does to a message's attempts, and what a 43101 after a
-// -1 means. Found by an audit of the dispatcher against the table.
+// SQLite and a throwaway PostgreSQL database: what a 45009 does to a message's attempts, what a 43101 after a -1
+// means (both found by an audit of the dispatcher against the table), and how a real per-minute limit (45011) is met.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,6 +161,34 @@ describe.each(['sqlite', 'postgres'] as Engine[])('%s', (engine) => {
     clock.advance(60_000);
     expect((await settle(d, id)).status).toBe('sent');
     expect(emu.state.inbox(APP, 'oAuditQ1')).toHaveLength(1);
+  });
+
+  // WeChat's 45011 reads "api minute-quota reach limit, must slower, retry next minute". Against a real minute limit
+  // (the emulator's, on the shared clock) the old plain retry spent an attempt per refusal: with more messages than
+  // a few minutes' quota, messages ended `failed` (DELIVERY_RETRIES_EXHAUSTED) though WeChat would have taken them.
+  it('a per-minute limit (45011) delays a campaign-sized backlog by minutes and fails nothing', async () => {
+    const LIMIT = 4;
+    const n = 20;
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) ids.push(await oneTime(`oMinute${i}`));
+    emu.state.setQuota(APP, SEND_OT, { minuteLimit: LIMIT });
+    const d = dispatcher(client(), { maxAttempts: 2 });
+    const start = clock.now();
+    let cycles = 0;
+    while ((await store.outbox.countMessages({ appId: APP })).sent < n && cycles++ < 200) {
+      await d.runOnce();
+      clock.advance(5_000);
+    }
+    const messages = await Promise.all(ids.map(msg));
+    expect(messages.map((m) => m.status)).toEqual(ids.map(() => 'sent'));
+    // No refusal counted as an attempt (each message was sent on its first counted attempt)...
+    expect(messages.map((m) => m.attempts)).toEqual(ids.map(() => 1));
+    // ...at most LIMIT sends a minute went through, so it took about n / LIMIT minutes...
+    const minutes = (clock.now() - start) / 60_000;
+    expect(minutes).toBeGreaterThanOrEqual(n / LIMIT - 1);
+    expect(minutes).toBeLessThan(n / LIMIT + 2);
+    // ...and everyone got exactly one message.
+    for (let i = 0; i < n; i++) expect(emu.state.inbox(APP, `oMinute${i}`)).toHaveLength(1);
   });
 
   // Table: "43101 → failed with a consent code, and the ledger marks the grant revoked"; the only exception is "a

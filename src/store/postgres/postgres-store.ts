@@ -879,7 +879,8 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       await q(
         pool,
         `INSERT INTO app_pauses (app_id, until, reason) VALUES ($1, $2, $3)
-         ON CONFLICT (app_id) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason`,
+         ON CONFLICT (app_id) DO UPDATE SET until = GREATEST(app_pauses.until, EXCLUDED.until),
+           reason = CASE WHEN EXCLUDED.until >= app_pauses.until THEN EXCLUDED.reason ELSE app_pauses.reason END`,
         [i.appId, i.until, i.reason],
       );
     },

@@ -951,7 +951,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async pauseApp(i) {
       q(
         `INSERT INTO app_pauses (app_id, until, reason) VALUES (?, ?, ?)
-         ON CONFLICT (app_id) DO UPDATE SET until = excluded.until, reason = excluded.reason`,
+         ON CONFLICT (app_id) DO UPDATE SET until = MAX(app_pauses.until, excluded.until),
+           reason = CASE WHEN excluded.until >= app_pauses.until THEN excluded.reason ELSE app_pauses.reason END`,
       ).run(i.appId, i.until, i.reason);
     },
     async pausedApps(now) {

@@ -55,7 +55,8 @@ async function runCampaign(engine: Engine, kind: 'one-time' | 'notification', dr
   ctx.client = client as { close?: () => Promise<void> };
   const dispatcher = (ctx.dispatcher = createDispatcher(
     { store, wechat: () => client, errcodeAction: (c) => errcodeInfo(c).action },
-    { ...FAST_DELIVERY, pollIntervalMs: 50, campaignBatchSize: 2000 },
+    // Injected at random, 45011 is a transient fault here, not a per-minute limit: retried with backoff.
+    { ...FAST_DELIVERY, pollIntervalMs: 50, campaignBatchSize: 2000, minuteLimit: 'backoff' },
   ));
   const campaignId = await createCampaign(store, kind);
   const t0 = Date.now();
