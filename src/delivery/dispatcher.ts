@@ -286,7 +286,7 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   const held = new Map<string, OutboxMessage>();
   const paused = new Map<string, { until: number; reason: string }>();
   let pausedFetchedAt = -Infinity;
-  const finishing = new Set<string>();
+  let finishing = new Set<string>();
   let lastFinishAt = -Infinity;
   let runningFetchedAt = -Infinity;
   let campaignsFetchedAt = -Infinity;
@@ -714,9 +714,11 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
   async function finishCampaigns(now: number, force: boolean): Promise<void> {
     // Campaigns this instance did not see draining: after a restart, or whose last messages another instance's
     // claim ended `unknown` (a dead sender's started notifications), so that no message of theirs passed through here.
+    // The rescan also forgets campaigns that stopped running (cancelled, or finished elsewhere): they would be
+    // checked every second for as long as this instance runs.
     if (now - runningFetchedAt >= RUNNING_RESCAN_MS) {
       runningFetchedAt = now;
-      for (const c of await store.outbox.listRunningCampaigns()) finishing.add(c.id);
+      finishing = new Set((await store.outbox.listRunningCampaigns()).map((c) => c.id));
     }
     if (finishing.size === 0 || (!force && now - lastFinishAt < Math.max(1000, pollIntervalMs))) return;
     lastFinishAt = now;
@@ -806,6 +808,8 @@ export function createDispatcher(deps: DispatcherDeps, options: DispatcherOption
       try {
         const now = clock.now();
         const enqueued = await enqueueCampaigns(now);
+        // At most once a second, also while busy: a campaign drains while others keep the outbox full.
+        await finishCampaigns(now, false);
         if (highWater - held.size < claimRoom) {
           await new Promise<void>((r) => {
             capacityWaiter = r;

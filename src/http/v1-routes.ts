@@ -390,11 +390,12 @@ export function registerV1Routes(app: FastifyInstance, d: V1Deps): void {
 
       v1.post('/campaigns/:id/cancel', async (request) => {
         const c = await campaignOf(request);
-        if (c.status === 'done' || c.status === 'cancelled') {
-          throw new AppError('CAMPAIGN_NOT_CANCELLABLE', { details: { id: c.id, status: c.status } });
-        }
-        const cancelled = await store.outbox.cancelCampaign({ id: c.id, now: d.clock.now() });
-        return { id: c.id, cancelled, campaign: campaignView((await store.outbox.getCampaign(c.id)) ?? c) };
+        // The store decides, atomically: of two cancels at once (or a cancel as the campaign finishes) one wins.
+        const r = await store.outbox.cancelCampaign({ id: c.id, now: d.clock.now() });
+        const now = (await store.outbox.getCampaign(c.id)) ?? c;
+        if (!r.cancelled)
+          throw new AppError('CAMPAIGN_NOT_CANCELLABLE', { details: { id: c.id, status: now.status } });
+        return { id: c.id, cancelled: r.messages, campaign: campaignView(now) };
       });
     },
     { prefix: '/v1' },

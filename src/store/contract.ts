@@ -394,7 +394,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           now: T0 + 1,
         });
         expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0, longTerm: false });
-        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toBe(1);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toEqual({
+          cancelled: true,
+          messages: 1,
+        });
         expect(await creditOf('u1')).toMatchObject({ available: 0, reserved: 0 });
       });
 
@@ -1348,13 +1351,46 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(scenes).toEqual(['a:2', 'b:3']);
       });
 
+      it('cancels once: a second cancel, or one after done, says so and changes nothing', async () => {
+        // A campaign with no holders is done at once.
+        const empty = await newCampaign('nobody', 'one-time');
+        expect(
+          await store.outbox.enqueueCampaignBatch({ campaignId: empty.id, batchSize: 10, now: T0 }),
+        ).toBe(0);
+        expect(await store.outbox.finishCampaignIfDrained({ id: empty.id, now: T0 + 1 })).toBe(true);
+        for (let i = 0; i < 2; i++) await grant(`x${i}`, 1);
+        const c = await enqueuedOneTimeCampaign('x');
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toEqual({
+          cancelled: true,
+          messages: 2,
+        });
+        const after = await store.outbox.getCampaign(c.id);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toEqual({
+          cancelled: false,
+          messages: 0,
+        });
+        expect(await store.outbox.getCampaign(c.id)).toEqual(after); // not even updated_at moved
+        expect(await store.outbox.cancelCampaign({ id: 'no-such-campaign', now: T0 + 3 })).toEqual({
+          cancelled: false,
+          messages: 0,
+        });
+        expect(await store.outbox.cancelCampaign({ id: empty.id, now: T0 + 2 })).toEqual({
+          cancelled: false,
+          messages: 0,
+        });
+        expect((await store.outbox.getCampaign(empty.id))?.status).toBe('done');
+      });
+
       it('cancels: queued and claimed-but-unstarted messages cancelled, grants and credits back to available', async () => {
         for (let i = 0; i < 3; i++) await grant(`k${i}`, 1);
         const c = await enqueuedOneTimeCampaign('k');
         const [first, second] = await store.outbox.claim({ owner: 'w', limit: 2, leaseMs: 1000, now: T0 });
         await store.outbox.markAttemptStarted({ ids: [first?.id ?? ''], owner: 'w', now: T0 });
         // Only the attempt already on its way to WeChat stays; the claimed one that has not started goes too.
-        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(2);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toEqual({
+          cancelled: true,
+          messages: 2,
+        });
         const got = await store.outbox.getCampaign(c.id);
         expect(got).toMatchObject({ status: 'cancelled', stats: { total: 3, cancelled: 2, sending: 1 } });
         const states = await Promise.all([0, 1, 2].map((i) => getGrant(`k${i}`, 1)));
@@ -1416,7 +1452,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         expect(
           await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
         ).toMatchObject({ available: 0, reserved: 1 });
-        expect(await store.outbox.cancelCampaign({ id: n.id, now: T0 })).toBe(2);
+        expect(await store.outbox.cancelCampaign({ id: n.id, now: T0 })).toEqual({
+          cancelled: true,
+          messages: 2,
+        });
         expect(
           await store.grants.getNotificationCredit({ appId: APP, openid: 'n1', templateId: NTPL }),
         ).toMatchObject({ available: 1, reserved: 0 });
@@ -1430,7 +1469,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         const c = await enqueuedOneTimeCampaign('m');
         const [m] = await store.outbox.claim({ owner: 'w', limit: 1, leaseMs: 1000, now: T0 });
         await store.outbox.markAttemptStarted({ ids: [m?.id ?? ''], owner: 'w', now: T0 });
-        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(0);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toEqual({
+          cancelled: true,
+          messages: 0,
+        });
         const outcome = {
           status: 'retry' as const,
           nextAttemptAt: T0 + 5,
@@ -1464,7 +1506,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           errorMessage: 'timed out after the request left',
         };
         expect(await store.outbox.complete({ id, owner: 'w', outcome, now: T0 + 1 })).toBe(true);
-        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toBe(1);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 2 })).toEqual({
+          cancelled: true,
+          messages: 1,
+        });
         expect(await store.outbox.getMessage(id)).toMatchObject({
           status: 'unknown',
           errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
@@ -1487,7 +1532,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         });
         expect(again).toMatchObject({ id, errorCode: 'DELIVERY_MAY_HAVE_LEFT' });
         // The heir has not started its attempt: the cancel ends the message, but the dead sender's may have left.
-        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 5001 })).toBe(1);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 5001 })).toEqual({
+          cancelled: true,
+          messages: 1,
+        });
         expect(await store.outbox.getMessage(id)).toMatchObject({
           status: 'unknown',
           errorCode: 'DELIVERY_OUTCOME_UNKNOWN',
@@ -1504,7 +1552,10 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         const started = claimed[0]?.id ?? '';
         await store.outbox.markAttemptStarted({ ids: [started], owner: 'dead', now: T0 });
         // The unstarted one is cancelled at once; the started one stays with its (soon dead) sender.
-        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toBe(1);
+        expect(await store.outbox.cancelCampaign({ id: c.id, now: T0 + 1 })).toEqual({
+          cancelled: true,
+          messages: 1,
+        });
         // A plain one-time message started by the same dead sender is still retried, as before.
         await grant('p0', 3);
         const plain = await mustEnqueue({

@@ -384,11 +384,13 @@ export interface OutboxRepo {
   /**
    * Cancels: queued messages, and claimed ones whose attempt has not started, → cancelled with their grants/credits
    * back to available, or → `unknown` with them spent when an earlier attempt may have reached WeChat
-   * (`DELIVERY_MAY_HAVE_LEFT`); returns how many. An attempt already under way ends as it ends, except that a retry of it
-   * ({@link OutboxRepo.complete}) is not queued again: `cancelled` (grant back), or `unknown` (grant spent) when
-   * an earlier attempt may have reached WeChat.
+   * (`DELIVERY_MAY_HAVE_LEFT`); `messages` says how many. An attempt already under way ends as it ends, except that a
+   * retry of it ({@link OutboxRepo.complete}) is not queued again: `cancelled` (grant back), or `unknown` (grant
+   * spent) when an earlier attempt may have reached WeChat. `cancelled` is whether this call cancelled the campaign:
+   * false (and nothing changed) when it was already done or cancelled, or does not exist, so of two cancels racing
+   * each other exactly one learns it won.
    */
-  cancelCampaign(input: { id: string; now: number }): Promise<number>;
+  cancelCampaign(input: { id: string; now: number }): Promise<{ cancelled: boolean; messages: number }>;
   /** Campaigns still `enqueuing` (so a restarted instance finishes enqueuing them). */
   listEnqueuingCampaigns(): Promise<Campaign[]>;
   /** Campaigns `running` (enqueued, maybe drained: so a restarted instance can mark them `done`). */

@@ -626,35 +626,30 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       let inserted: Row[];
       if (camp.kind === 'one-time') {
         const f = camp.sceneFilter;
+        const filter = [f?.min ?? -1, f?.max ?? 2_147_483_647, f?.scenes ?? null];
+        // One message per holder: the lowest matching available scene of each openid.
         candidates = await q(
           c,
           `SELECT DISTINCT ON (openid) id, openid FROM grants
            WHERE app_id = $1 AND template_id = $2 AND state = 'available' AND openid > $3 AND scene >= $4 AND scene <= $5
              AND ($6::int[] IS NULL OR scene = ANY($6::int[]))
            ORDER BY openid, scene LIMIT $7`,
-          [
-            camp.appId,
-            camp.templateId,
-            after,
-            f?.min ?? -1,
-            f?.max ?? 2_147_483_647,
-            f?.scenes ?? null,
-            size,
-          ],
+          [camp.appId, camp.templateId, after, ...filter, size],
         );
-        if (candidates.length === 0) inserted = [];
-        else
-          inserted = await q(
+        inserted = [];
+        let pick = candidates;
+        while (pick.length > 0) {
+          const got = await q(
             c,
             `WITH c AS (SELECT * FROM unnest($1::text[], $2::text[]) AS t(gid, mid)),
              r AS (UPDATE grants g SET state = 'reserved', updated_at = $3 FROM c WHERE g.id = c.gid AND g.state = 'available'
                    RETURNING g.id, g.openid, g.scene, c.mid)
              ${insertCols}
              SELECT r.mid, $4, 'one-time', r.openid, $5, r.scene, r.id, false, $6::jsonb, 'queued', 0, $3, $7, NULL, NULL, $3, $3 FROM r
-             RETURNING 1`,
+             RETURNING openid`,
             [
-              candidates.map((r) => r.id),
-              candidates.map(() => ids()),
+              pick.map((r) => r.id),
+              pick.map(() => ids()),
               now,
               camp.appId,
               camp.templateId,
@@ -662,6 +657,25 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
               camp.id,
             ],
           );
+          inserted.push(...got);
+          // A grant picked here that another transaction reserved meanwhile (another instance's campaign, an API
+          // send) was skipped by the UPDATE, which waited for that transaction and saw its grant taken. The cursor
+          // moves past these users, so pick their next matching grant now: this statement's snapshot sees the
+          // committed state. Each round rules out the grants it lost, so the loop ends.
+          const reserved = new Set(got.map((r) => String(r.openid)));
+          const lost = pick.filter((r) => !reserved.has(String(r.openid))).map((r) => String(r.openid));
+          pick =
+            lost.length === 0
+              ? []
+              : await q(
+                  c,
+                  `SELECT DISTINCT ON (openid) id, openid FROM grants
+                   WHERE app_id = $1 AND template_id = $2 AND state = 'available' AND openid = ANY($3::text[])
+                     AND scene >= $4 AND scene <= $5 AND ($6::int[] IS NULL OR scene = ANY($6::int[]))
+                   ORDER BY openid, scene`,
+                  [camp.appId, camp.templateId, lost, ...filter],
+                );
+        }
       } else {
         candidates = await q(
           c,
@@ -832,11 +846,14 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       return tx(async (c) => {
         // Taking the campaign row first waits out a running batch, so the next statement sees its messages. A message
         // whose earlier attempt may have reached WeChat ends `unknown`, its grant or credit spent, as its retry would.
-        await q(
+        const changed = await q(
           c,
-          `UPDATE campaigns SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status IN ('enqueuing', 'running')`,
+          `UPDATE campaigns SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status IN ('enqueuing', 'running')
+           RETURNING 1`,
           [i.id, i.now],
         );
+        // Already done or cancelled (or no such campaign): nothing to do, and the caller says so.
+        if (changed.length === 0) return { cancelled: false, messages: 0 };
         const r = await one(
           c,
           `WITH c AS (
@@ -855,7 +872,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
            SELECT count(*)::int AS n FROM c`,
           [i.id, i.now],
         );
-        return Number(r?.n ?? 0);
+        return { cancelled: true, messages: Number(r?.n ?? 0) };
       });
     },
     async listEnqueuingCampaigns() {

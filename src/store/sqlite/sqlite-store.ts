@@ -812,10 +812,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     return n;
   });
 
-  const cancelCampaign = tx((i: { id: string; now: number }): number => {
-    q(
+  const cancelCampaign = tx((i: { id: string; now: number }): { cancelled: boolean; messages: number } => {
+    const changed = q(
       `UPDATE campaigns SET status = 'cancelled', updated_at = ? WHERE id = ? AND status IN ('enqueuing', 'running')`,
-    ).run(i.now, i.id);
+    ).run(i.now, i.id).changes;
+    // Already done or cancelled (or no such campaign): nothing to do, and the caller says so.
+    if (changed === 0) return { cancelled: false, messages: 0 };
     // A message whose earlier attempt may have reached WeChat ends `unknown`, its grant or credit spent, as its retry would.
     const rows = q(
       `UPDATE messages SET status = CASE WHEN error_code = '${MAY_HAVE_LEFT_CODE}' THEN 'unknown' ELSE 'cancelled' END,
@@ -825,7 +827,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
        RETURNING kind, status, grant_id, credit_reserved, app_id, openid, template_id`,
     ).all(i.now, i.id);
     for (const r of rows) applyGrantEffect(r, r.status === 'cancelled' ? 'release' : 'consume', i.now);
-    return rows.length;
+    return { cancelled: true, messages: rows.length };
   });
 
   const outbox: OutboxRepo = {
