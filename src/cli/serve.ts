@@ -65,12 +65,19 @@ function owning(store: TokenStore, extra: () => Promise<void>): TokenStore {
 }
 
 /**
+ * Options of the service's Redis clients (token store, rate limiter). `commandTimeout`: a Redis that stops answering
+ * without closing the connection (a network partition) fails each command after 2 s, so a token lookup or a rate
+ * limit check turns into a message put back unsent instead of a send stuck in `sending` and a `stop()` that hangs.
+ */
+export const REDIS_CLIENT_OPTIONS = { maxRetriesPerRequest: 2, commandTimeout: 2000 } as const;
+
+/**
  * A Redis client whose connection errors go to `onError` at most once per 10 s (it reconnects on its own). Without
  * a listener ioredis prints every failed reconnect to stderr as plain text, between the JSON log lines.
  */
 async function openRedis(url: string, onError: (err: Error) => void) {
   const { Redis } = await import('ioredis');
-  const redis = new Redis(url, { maxRetriesPerRequest: 2 });
+  const redis = new Redis(url, REDIS_CLIENT_OPTIONS);
   let reportedAt = -Infinity;
   redis.on('error', (err: Error) => {
     const now = Date.now();
