@@ -4,8 +4,12 @@ import { AppError } from '../errors.js';
 import { ID_RE } from '../store/common.js';
 import type { NotificationPayload, OneTimePayload, TemplateRecord } from '../store/store.js';
 import {
+  charLength,
   checkKeywordValue,
   KEYWORD_TYPES,
+  MAX_MINIPROGRAM_APPID_CHARS,
+  MAX_MINIPROGRAM_PAGEPATH_CHARS,
+  MAX_URL_CHARS,
   MINIPROGRAM_STATES,
   NOTIFICATION_LANGS,
   type KeywordType,
@@ -46,10 +50,9 @@ export function requestError(
   return validationError(error, textOnly ? 'MESSAGE_INVALID' : 'HTTP_VALIDATION_FAILED');
 }
 
-const miniprogram = z.strictObject({
-  appid: text.min(1).max(64),
-  pagepath: text.min(1).max(1024),
-});
+// Shape only here; WeChat's rules for it (both fields given, not blank, lengths as the SDK counts them) are checked
+// with the payload's other rules (checkMiniprogram), so they answer 422 like a title that is too long.
+const miniprogram = z.strictObject({ appid: text, pagepath: text });
 const scene = z.number().int().min(0).max(10_000);
 
 /** One-time payload fields (spec §1.4). */
@@ -143,6 +146,12 @@ export const putTemplateSchema = z.strictObject({
         .refine((k) => k.enumValues === undefined || keyTypePrefix(k.key) === 'enum', {
           message: 'apply to enum keys (enum1) only',
           path: ['enumValues'],
+        })
+        // WeChat takes only the template's own values for an enum keyword (spec §2.5): without them no send could
+        // be checked here, and each would fail at WeChat with 47003.
+        .refine((k) => keyTypePrefix(k.key) !== 'enum' || (k.enumValues?.length ?? 0) > 0, {
+          message: "are required for an enum key: the template's values (keywordEnumValueList)",
+          path: ['enumValues'],
         }),
     )
     .max(20)
@@ -172,12 +181,32 @@ export const listGrantsQuery = z.strictObject({
 
 type Issue = { path: string; message: string };
 
-const chars = (s: string) => [...s].length;
+const chars = charLength;
 const COLOR_RE = /^#[0-9A-Fa-f]{6}$/;
+
+/** `miniprogram` as the SDK checks it (validate.ts), or a message accepted here would fail at the send. */
+function checkMiniprogram(
+  m: { appid: string; pagepath: string } | undefined,
+  prefix: string,
+  issues: Issue[],
+): void {
+  if (m === undefined) return;
+  for (const [field, max] of [
+    ['appid', MAX_MINIPROGRAM_APPID_CHARS],
+    ['pagepath', MAX_MINIPROGRAM_PAGEPATH_CHARS],
+  ] as const) {
+    const v = m[field];
+    if (v.trim() === '' || chars(v) > max)
+      issues.push({
+        path: `${prefix}miniprogram.${field}`,
+        message: `must be 1–${max} characters, not blank`,
+      });
+  }
+}
 
 function checkUrl(v: string | undefined, path: string, issues: Issue[]): void {
   if (v === undefined) return;
-  let ok = v.length <= 1024 && /^https?:\/\//i.test(v);
+  let ok = chars(v) <= MAX_URL_CHARS && /^https?:\/\//i.test(v);
   if (ok) {
     try {
       new URL(v);
@@ -185,11 +214,15 @@ function checkUrl(v: string | undefined, path: string, issues: Issue[]): void {
       ok = false;
     }
   }
-  if (!ok) issues.push({ path, message: 'must be an absolute http(s) URL of at most 1024 characters' });
+  if (!ok)
+    issues.push({ path, message: `must be an absolute http(s) URL of at most ${MAX_URL_CHARS} characters` });
 }
 
 /** Keyword value rule of one type (spec §2.5, via the SDK's checker); returns a reason or null. */
 export function keywordProblem(type: string, value: string, enumValues?: readonly string[]): string | null {
+  // An enum value can only be checked against the template's values; without them WeChat would answer 47003.
+  if (type === 'enum' && (enumValues === undefined || enumValues.length === 0))
+    return "is an enum keyword whose values are not registered: PUT /v1/templates/:id with the template's enumValues";
   if ((KEYWORD_TYPES as readonly string[]).includes(type)) {
     return (
       checkKeywordValue(
@@ -217,6 +250,7 @@ export function checkOneTimePayload(p: z.output<typeof oneTimePayloadSchema>, pr
   if (p.color !== undefined && !COLOR_RE.test(p.color))
     issues.push({ path: `${prefix}color`, message: 'must be #RRGGBB' });
   checkUrl(p.url, `${prefix}url`, issues);
+  checkMiniprogram(p.miniprogram, prefix, issues);
   throwIssues(issues);
   const out: OneTimePayload = { title: p.title, content: p.content };
   if (p.color !== undefined) out.color = p.color;
@@ -269,6 +303,7 @@ export function checkNotificationPayload(
     }
   }
   checkUrl(p.page, `${prefix}page`, issues);
+  checkMiniprogram(p.miniprogram, prefix, issues);
   throwIssues(issues);
   const out: NotificationPayload = { data };
   if (p.page !== undefined) out.page = p.page;

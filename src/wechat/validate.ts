@@ -169,15 +169,23 @@ export type NotificationLang = (typeof NOTIFICATION_LANGS)[number];
 
 const bad = (field: string, problem: string) => new WeChatInvalidArgumentError(field, problem);
 
+/** Longest `url` / `page` the SDK and the service accept, in characters (code points); WeChat publishes none. */
+export const MAX_URL_CHARS = 2048;
+/** Longest `miniprogram.appid`, in characters (code points). */
+export const MAX_MINIPROGRAM_APPID_CHARS = 64;
+/** Longest `miniprogram.pagepath`, in characters (code points). */
+export const MAX_MINIPROGRAM_PAGEPATH_CHARS = 1024;
+
+/** A string that is not blank, of at most `max` characters counted as code points, like every other limit here. */
 function requireString(v: unknown, field: string, max = 512): string {
   if (typeof v !== 'string' || v.trim() === '') throw bad(field, 'must be a non-empty string');
-  if (v.length > max) throw bad(field, `must be at most ${max} characters`);
+  if (charLength(v) > max) throw bad(field, `must be at most ${max} characters`);
   return v;
 }
 
 function checkUrl(v: unknown, field: string): void {
   if (v === undefined) return;
-  const s = requireString(v, field, 2048);
+  const s = requireString(v, field, MAX_URL_CHARS);
   let u: URL;
   try {
     u = new URL(s);
@@ -191,8 +199,8 @@ function checkMiniprogram(v: unknown): void {
   if (v === undefined) return;
   if (v === null || typeof v !== 'object') throw bad('miniprogram', 'must be { appid, pagepath }');
   const m = v as Record<string, unknown>;
-  requireString(m.appid, 'miniprogram.appid', 64);
-  requireString(m.pagepath, 'miniprogram.pagepath', 1024);
+  requireString(m.appid, 'miniprogram.appid', MAX_MINIPROGRAM_APPID_CHARS);
+  requireString(m.pagepath, 'miniprogram.pagepath', MAX_MINIPROGRAM_PAGEPATH_CHARS);
 }
 
 function checkOneOf(v: unknown, field: string, allowed: readonly string[]): void {
