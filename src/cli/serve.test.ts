@@ -148,6 +148,57 @@ describe('startService', () => {
     expect(inbox('oScene')).toMatchObject([{ content: '已到货', scene: 7 }]);
   });
 
+  it("exposes this instance's delivery on /metrics: outcomes, errors, messages held and in flight, paused apps", async () => {
+    const s = await startWithEmulator(['oMetricsA', 'oMetricsB']);
+    await s.store.templates.upsert({
+      appId: EMU_APP,
+      templateId: ONE_TIME_TPL,
+      kind: 'one-time',
+      title: '到货提醒',
+      keywords: [],
+    });
+    const send = async (openid: string) => {
+      s.emu.state.grantOneTime(EMU_APP, openid, ONE_TIME_TPL, 1);
+      await s.store.grants.recordOneTime({
+        appId: EMU_APP,
+        openid,
+        templateId: ONE_TIME_TPL,
+        scene: 1,
+        now: Date.now(),
+      });
+      const r = await postMessage(s, {
+        kind: 'one-time',
+        openid,
+        template: ONE_TIME_TPL,
+        scene: 1,
+        title: '到货提醒',
+        content: '已到货',
+      });
+      expect(r.status).toBe(202);
+    };
+    const metrics = async () => (await fetch(`${s.url}/metrics`)).text();
+    const waitFor = async (line: string) => {
+      for (let i = 0; i < 100 && !(await metrics()).includes(line); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      return metrics();
+    };
+    await send('oMetricsA');
+    const afterSent = await waitFor('wxsub_dispatcher_outcomes_total{outcome="sent"} 1');
+    expect(afterSent).toContain('wxsub_dispatcher_outcomes_total{outcome="sent"} 1');
+    expect(afterSent).toContain('wxsub_dispatcher_outcomes_total{outcome="failed"} 0');
+    expect(afterSent).toContain('wxsub_dispatcher_errors_total{kind="token"} 0');
+    expect(afterSent).toContain('wxsub_dispatcher_messages{state="in_flight"} 0');
+    expect(afterSent).not.toContain('wxsub_app_paused_until_seconds{');
+    // WeChat's daily quota runs out: the app pauses until 00:00 Beijing time, and the metric says until when.
+    s.emu.state.setFaults({ path: '/cgi-bin/message/template/subscribe', errcodes: { '45009': 1 } });
+    await send('oMetricsB');
+    const paused = await waitFor(`wxsub_app_paused_until_seconds{app_id="${EMU_APP}"}`);
+    const m = new RegExp(`wxsub_app_paused_until_seconds\\{app_id="${EMU_APP}"\\} (\\d+)`).exec(paused);
+    const beijingMidnight = (Math.floor((Date.now() + 8 * 3_600_000) / 86_400_000) + 1) * 86_400 - 8 * 3600;
+    expect(Number(m?.[1])).toBe(beijingMidnight);
+    expect(paused).toContain('wxsub_dispatcher_outcomes_total{outcome="retried"} 1');
+  });
+
   it("delivers a notification's miniprogram_state and lang to bizsend only when the message has them", async () => {
     const appId = EMU_APP;
     const tpl = NOTIFY_TPL;

@@ -5,6 +5,7 @@ import type { Logger as PinoLogger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { configFromEnv, type ConfigFlags, type ServiceConfig } from '../config/schema.js';
 import { AppError } from '../errors.js';
+import type { DispatcherStatus } from '../delivery/dispatcher.js';
 import type { Store } from '../store/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { TokenStore } from '../wechat/token-store.js';
@@ -173,7 +174,7 @@ export async function startService(
     const { createServiceApp } = await import('../http/app.js');
     const { createDispatcher, kickingStore } = await import('../delivery/dispatcher.js');
     // The app is built before the dispatcher; the status route reads it through this late binding.
-    const late: { dispatcherStatus?: () => unknown; kick?: () => void } = {};
+    const late: { dispatcherStatus?: () => DispatcherStatus; kick?: () => void } = {};
     const app = await createServiceApp(
       {
         // New messages and campaigns wake the dispatcher at once instead of at its next poll.

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { randomBytes } from 'node:crypto';
 import type { ServiceConfig } from '../config/schema.js';
+import type { DispatcherStatus } from '../delivery/dispatcher.js';
 import { deriveConsentKeys } from '../consent/reserved-token.js';
 import { AppError } from '../errors.js';
 import type { Store } from '../store/store.js';
@@ -38,7 +39,7 @@ export type ServiceDeps = {
   /** Called after POST /v1/campaigns created a campaign (e.g. to kick the in-process dispatcher). */
   onCampaignCreated?: (id: string) => void;
   /** Live status of the in-process dispatcher, shown by GET /v1/status. @default none */
-  dispatcherStatus?: () => unknown;
+  dispatcherStatus?: () => DispatcherStatus | null;
 };
 
 /**
@@ -103,7 +104,7 @@ export async function createServiceApp(deps: ServiceDeps, config: ServiceConfig)
     });
   }
 
-  installMetrics(app, registry, deps.store, appId);
+  installMetrics(app, registry, deps.store, appId, deps.dispatcherStatus);
   app.get('/healthz', async () => ({ status: 'ok', engine: deps.store.engine }));
 
   const wx = deps.wechat;

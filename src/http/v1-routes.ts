@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { DispatcherStatus } from '../delivery/dispatcher.js';
 import { AppError } from '../errors.js';
 import { ID_RE } from '../store/common.js';
 import type {
@@ -37,7 +38,7 @@ export type V1Deps = {
   clock: Clock;
   onCampaignCreated?: (id: string) => void;
   /** Live status of this instance's dispatcher, if it runs in-process. */
-  dispatcherStatus?: () => unknown;
+  dispatcherStatus?: () => DispatcherStatus | null;
 };
 
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7E]{1,255}$/;
