@@ -16,6 +16,14 @@ export type ErrorSpec = {
  * and a test keeps both in sync. Add entries in the area's block, keep blocks sorted by prefix.
  */
 export const ERROR_CODES = {
+  // CLI_: the command line's own failures (a command's arguments, the service it talks to)
+  CLI_USAGE: { message: 'A command argument is missing or invalid', status: 400 },
+  CLI_SERVICE_UNREACHABLE: {
+    message: 'The service could not be reached or did not answer in time',
+    status: 503,
+    retryable: true,
+  },
+
   // CONFIG_: configuration
   CONFIG_INVALID: { message: 'Configuration is invalid', status: 500 },
 
@@ -32,6 +40,7 @@ export const ERROR_CODES = {
   // AUTH_: API keys and admin access
   AUTH_MISSING_KEY: { message: 'An API key is required (Authorization: Bearer <key>)', status: 401 },
   AUTH_INVALID_KEY: { message: 'The API key is not valid', status: 401 },
+  AUTH_KEY_NOT_FOUND: { message: 'No API key with that id (wxsub apikey revoke)', status: 404 },
 
   // CAMPAIGN_: campaigns over the REST API
   CAMPAIGN_NOT_FOUND: { message: 'No such campaign', status: 404 },

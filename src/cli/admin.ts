@@ -1,5 +1,7 @@
 // Operator commands that work on the database and the token broker directly: migrate, token, apikey create|list|revoke.
+import { existsSync } from 'node:fs';
 import { configFromEnv, type ConfigFlags, type ServiceConfig } from '../config/schema.js';
+import { AppError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { createCliLogger } from './logger.js';
 import { openStore, openTokenStore, openWeChatClient } from './serve.js';
@@ -21,6 +23,7 @@ function describeTarget(config: ServiceConfig): string {
   try {
     const u = new URL(config.databaseUrl);
     u.password = '';
+    u.search = ''; // parameters may carry credentials too (`?password=`, `sslpassword=`, `sslkey=`)
     return `PostgreSQL ${u.toString()}`;
   } catch {
     return 'PostgreSQL';
@@ -63,9 +66,10 @@ export async function runToken(
 ): Promise<void> {
   const config = configFromEnv(env, flags);
   if (config.wechat.appId === '' || config.wechat.appSecret === '') {
-    throw new Error(
-      'wxsub token needs WXSUB_WECHAT_APP_ID and WXSUB_WECHAT_APP_SECRET (or --wechat-app-id/--wechat-app-secret)',
-    );
+    throw new AppError('CLI_USAGE', {
+      message:
+        'wxsub token needs WXSUB_WECHAT_APP_ID and WXSUB_WECHAT_APP_SECRET (or --wechat-app-id/--wechat-app-secret)',
+    });
   }
   const logger = createCliLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
   const tokenStore = await openTokenStore(config);
@@ -90,12 +94,22 @@ export async function runToken(
   }
 }
 
+/** A SQLite target whose file does not exist yet: commands that only read or change keys leave it uncreated. */
+function missingSqliteFile(config: ServiceConfig): boolean {
+  return config.databaseUrl === '' && !existsSync(config.sqlitePath);
+}
+
 /** `wxsub apikey create <name>`: creates a key and prints it once (on stdout, alone on its line). */
 export async function runApiKeyCreate(
   env: NodeJS.ProcessEnv,
   flags: ConfigFlags,
   name: string,
 ): Promise<void> {
+  // One key per line in `apikey list`: a name may not break that line (or forge another).
+  if (!/^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]{1,100}$/u.test(name) || name.trim() === '')
+    throw new AppError('CLI_USAGE', {
+      message: 'the key name must be 1–100 characters, not blank, without control characters or line breaks',
+    });
   const config = configFromEnv(env, flags);
   const { createApiKey } = await import('../http/api-keys.js');
   await withStore(config, async (store) => {
@@ -108,6 +122,10 @@ export async function runApiKeyCreate(
 /** `wxsub apikey list`: prints id, name, created and revoked times; never the keys. */
 export async function runApiKeyList(env: NodeJS.ProcessEnv, flags: ConfigFlags): Promise<void> {
   const config = configFromEnv(env, flags);
+  if (missingSqliteFile(config)) {
+    console.log('(no API keys)');
+    return;
+  }
   await withStore(config, async (store) => {
     const keys = await store.apiKeys.list();
     if (keys.length === 0) {
@@ -124,9 +142,15 @@ export async function runApiKeyList(env: NodeJS.ProcessEnv, flags: ConfigFlags):
 /** `wxsub apikey revoke <id>`: revokes a key; fails when no such key exists. */
 export async function runApiKeyRevoke(env: NodeJS.ProcessEnv, flags: ConfigFlags, id: string): Promise<void> {
   const config = configFromEnv(env, flags);
+  if (missingSqliteFile(config))
+    throw new AppError('AUTH_KEY_NOT_FOUND', {
+      message: `no API key with id ${id} (no database at ${config.sqlitePath})`,
+      details: { id },
+    });
   await withStore(config, async (store) => {
     const keys = await store.apiKeys.list();
-    if (!keys.some((k) => k.id === id)) throw new Error(`no API key with id ${id}`);
+    if (!keys.some((k) => k.id === id))
+      throw new AppError('AUTH_KEY_NOT_FOUND', { message: `no API key with id ${id}`, details: { id } });
     await store.apiKeys.revoke(id, Date.now());
     console.log(`revoked ${id}`);
   });

@@ -1,4 +1,13 @@
 // Commands that talk to a running service over its REST API: send, campaign create|status|cancel, and the consent link builder.
+import { AppError } from '../errors.js';
+
+/** How long an API command waits for the service's answer, in ms. */
+export const API_CALL_TIMEOUT_MS = 15_000;
+/** What an API key looks like to the CLI: printable ASCII without spaces (what an HTTP header can carry). */
+const API_KEY_RE = /^[\x21-\x7e]{1,512}$/;
+
+/** A usage error of a command: `CLI_USAGE` and what is wrong. */
+const usage = (message: string) => new AppError('CLI_USAGE', { message });
 
 /** Options every API command takes (from flags or WXSUB_URL / WXSUB_API_KEY). */
 type ApiOpts = { url: string; apiKey: string };
@@ -6,11 +15,19 @@ type ApiOpts = { url: string; apiKey: string };
 function apiOpts(env: NodeJS.ProcessEnv, opts: Record<string, unknown>): ApiOpts {
   const apiKey = (typeof opts.apiKey === 'string' ? opts.apiKey : undefined) ?? env.WXSUB_API_KEY;
   if (apiKey === undefined || apiKey === '') {
-    throw new Error(
+    throw usage(
       'an API key is required: set WXSUB_API_KEY or pass --api-key (create one with `wxsub apikey create NAME`)',
     );
   }
-  return { url: String(opts.url).replace(/\/+$/, ''), apiKey };
+  // Checked here, not by fetch: fetch's own error for a bad header value would quote the key.
+  if (!API_KEY_RE.test(apiKey))
+    throw usage(
+      'the API key is not valid: printable characters without spaces, as `wxsub apikey create` prints it',
+    );
+  const url = String(opts.url).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^\s]+$/i.test(url) || !URL.canParse(url))
+    throw usage("--url (WXSUB_URL) must be the service's http(s) URL, e.g. http://127.0.0.1:3000");
+  return { url, apiKey };
 }
 
 /** Error thrown when the service answers with a non-2xx status; the CLI prints it and exits 1. */
@@ -42,6 +59,7 @@ export async function apiCall(
   fetchFn: typeof fetch = globalThis.fetch,
 ): Promise<unknown> {
   let res: Response;
+  let text: string;
   try {
     res = await fetchFn(`${api.url}${path}`, {
       method,
@@ -51,14 +69,20 @@ export async function apiCall(
         ...headers,
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(API_CALL_TIMEOUT_MS),
     });
+    text = await res.text();
   } catch (err) {
-    throw new Error(
-      `cannot reach the service at ${api.url}: ${err instanceof Error ? err.message : String(err)}`,
-      { cause: err },
-    );
+    // fetch hides why ("fetch failed"): its cause says it (ECONNREFUSED …), or the timeout.
+    const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+    const why = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+    throw new AppError('CLI_SERVICE_UNREACHABLE', {
+      message: timedOut
+        ? `the service at ${api.url} did not answer within ${API_CALL_TIMEOUT_MS / 1000} s`
+        : `cannot reach the service at ${api.url}`,
+      cause: why,
+    });
   }
-  const text = await res.text();
   let parsed: unknown = text;
   try {
     parsed = text === '' ? null : JSON.parse(text);
@@ -71,15 +95,14 @@ export async function apiCall(
 
 function parseData(raw: unknown): Record<string, { value: string }> {
   if (typeof raw !== 'string')
-    throw new Error('--data is required for notifications, e.g. --data \'{"thing1":{"value":"hi"}}\'');
+    throw usage('--data is required for notifications, e.g. --data \'{"thing1":{"value":"hi"}}\'');
   let v: unknown;
   try {
     v = JSON.parse(raw);
   } catch {
-    throw new Error('--data must be JSON');
+    throw usage('--data must be JSON');
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v))
-    throw new Error('--data must be a JSON object');
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw usage('--data must be a JSON object');
   return v as Record<string, { value: string }>;
 }
 
@@ -90,7 +113,7 @@ export function payloadFromFlags(opts: Record<string, unknown>): Record<string, 
     return { data: parseData(opts.data), ...(page === undefined ? {} : { page }) };
   }
   if (typeof opts.title !== 'string' || typeof opts.content !== 'string') {
-    throw new Error('one-time messages need --title and --content');
+    throw usage('one-time messages need --title and --content');
   }
   return { title: opts.title, content: opts.content, ...(page === undefined ? {} : { url: page }) };
 }
@@ -156,7 +179,10 @@ export function consentLink(
   serviceUrl: string,
   q: { template: string; scene?: number | 'auto'; next?: string },
 ): string {
-  const u = new URL(`${serviceUrl.replace(/\/+$/, '')}/consent/one-time`);
+  const base = serviceUrl.replace(/\/+$/, '');
+  if (!/^https?:\/\//i.test(base) || !URL.canParse(base))
+    throw usage("--url must be the service's public http(s) URL, e.g. https://sub.example.com");
+  const u = new URL(`${base}/consent/one-time`);
   u.searchParams.set('template', q.template);
   u.searchParams.set('scene', String(q.scene ?? 'auto'));
   if (q.next !== undefined) u.searchParams.set('next', q.next);

@@ -32,10 +32,11 @@ export function configFlagsFrom(opts: Record<string, unknown>): ConfigFlags {
     const isNumber = /^-?\d+(\.\d+)?$/.test(row.default);
     const isList =
       row.default === '(none)' || row.path.endsWith('Allowlist') || row.path.endsWith('Templates');
+    // Decimal only, as the env variables are read: `0x50` or `1e3` is refused (NaN → CONFIG_INVALID), not converted.
     const value: unknown = isNumber
-      ? raw.trim() === ''
-        ? Number.NaN
-        : Number(raw)
+      ? /^\s*-?\d+(\.\d+)?\s*$/.test(raw)
+        ? Number(raw)
+        : Number.NaN
       : isList
         ? raw
             .split(',')

@@ -2,21 +2,32 @@
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { isAppError } from '../errors.js';
+import { LOG_LEVELS } from '../config/schema.js';
+import { AppError, isAppError } from '../errors.js';
 import { redact } from '../wechat/redact.js';
 import { addConfigOptions, configFlagsFrom } from './config-flags.js';
 
+/** A decimal integer, or NaN (`Number('')` would be 0, `Number('0x10')` 16). */
+const decimal = (v: string): number => (/^\d+$/.test(v) ? Number(v) : Number.NaN);
+
 /** Parses a TCP port argument. */
 function parsePort(v: string): number {
-  const n = Number(v);
+  const n = decimal(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535)
     throw new InvalidArgumentError('must be a port number 0–65535');
   return n;
 }
 
+/** Parses an absolute http(s) URL argument. */
+function parseHttpUrl(v: string): string {
+  if (!/^https?:\/\/\S+$/i.test(v) || !URL.canParse(v))
+    throw new InvalidArgumentError('must be an absolute http(s) URL, e.g. http://192.168.1.20:4100');
+  return v;
+}
+
 /** Parses a non-negative integer argument. */
 function parseNonNegative(v: string): number {
-  const n = Number(v);
+  const n = decimal(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
   return n;
 }
@@ -24,7 +35,7 @@ function parseNonNegative(v: string): number {
 /** Parses `auto`, `any` or a scene number 0–10000. */
 function parseScene(v: string): number | 'auto' | 'any' {
   if (v === 'auto' || v === 'any') return v;
-  const n = Number(v);
+  const n = decimal(v);
   if (!Number.isInteger(n) || n < 0 || n > 10_000)
     throw new InvalidArgumentError("must be 0–10000, 'auto' or 'any'");
   return n;
@@ -84,6 +95,12 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env): Command {
       ),
     )
     .action(async (opts: Record<string, unknown>) => {
+      // Checked like `serve` checks it (CONFIG_INVALID), before a logger is made of it.
+      if (!(LOG_LEVELS as readonly unknown[]).includes(opts.logLevel))
+        throw new AppError('CONFIG_INVALID', {
+          message: `logLevel must be one of ${LOG_LEVELS.join(', ')}`,
+          details: { problems: [`logLevel: must be one of ${LOG_LEVELS.join(', ')}`] },
+        });
       const { runDev } = await import('./dev.js');
       await runDev(env, {
         host: opts.host as string,
@@ -109,7 +126,9 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .addOption(new Option('--port <port>', 'port (0 = any free port)').default(4100).argParser(parsePort))
     .addOption(new Option('--host <host>', 'interface').default('127.0.0.1'))
     .addOption(new Option('--seed <file>', 'JSON seed file (apps, users, templates)'))
-    .addOption(new Option('--public-base-url <url>', 'URL browsers use to reach the emulator'))
+    .addOption(
+      new Option('--public-base-url <url>', 'URL browsers use to reach the emulator').argParser(parseHttpUrl),
+    )
     .addOption(
       new Option('--random-seed <n>', 'seed of the emulator RNG (repeatable ids)').argParser(
         parseNonNegative,

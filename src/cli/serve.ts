@@ -4,10 +4,12 @@ import { mkdirSync } from 'node:fs';
 import type { Logger as PinoLogger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { configFromEnv, type ConfigFlags, type ServiceConfig } from '../config/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
+import { PG_CONNECT_TIMEOUT_MS } from '../store/common.js';
 import type { DispatcherStatus } from '../delivery/dispatcher.js';
 import type { Store } from '../store/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
+import { closeServer } from '../util/close-server.js';
 import type { TokenStore } from '../wechat/token-store.js';
 import { errcodeInfo } from '../wechat/errcodes.js';
 import { createCliLogger } from './logger.js';
@@ -42,22 +44,33 @@ export function databaseTarget(config: ServiceConfig): string {
 /** Opens the store for `config` (creating the SQLite folder) without migrating. */
 export async function openStore(config: ServiceConfig, clock?: Clock): Promise<Store> {
   const { createStore } = await import('../store/index.js');
-  if (config.databaseUrl === '') mkdirSync(dirname(config.sqlitePath), { recursive: true });
   return createStore(databaseTarget(config), {
     defaultSqlitePath: config.sqlitePath,
     ...(clock === undefined ? {} : { clock }),
   });
 }
 
-/** Wraps `store` so that `close()` also releases `extra` (a client the CLI opened for it). */
+/** A token store's failure as the service reports store failures: `STORE_UNAVAILABLE`, with why as its cause. */
+function unavailable<T>(p: Promise<T>): Promise<T> {
+  return p.catch((err: unknown) => {
+    throw isAppError(err)
+      ? err
+      : new AppError('STORE_UNAVAILABLE', { message: 'The token store is unavailable', cause: err });
+  });
+}
+
+/**
+ * Wraps `store` so that `close()` also releases `extra` (a client the CLI opened for it), and a connection failure
+ * (ECONNREFUSED, Redis's retry limit, a command timeout) is `STORE_UNAVAILABLE` with its cause.
+ */
 function owning(store: TokenStore, extra: () => Promise<void>): TokenStore {
   return {
-    get: (key) => store.get(key),
-    tryAcquireLease: (key, owner, ttlMs, now) => store.tryAcquireLease(key, owner, ttlMs, now),
-    releaseLease: (key, owner) => store.releaseLease(key, owner),
-    put: (key, token, ifGeneration) => store.put(key, token, ifGeneration),
-    invalidate: (key, value) => store.invalidate(key, value),
-    reserveForceRefresh: (key, now, budget) => store.reserveForceRefresh(key, now, budget),
+    get: (key) => unavailable(store.get(key)),
+    tryAcquireLease: (key, owner, ttlMs, now) => unavailable(store.tryAcquireLease(key, owner, ttlMs, now)),
+    releaseLease: (key, owner) => unavailable(store.releaseLease(key, owner)),
+    put: (key, token, ifGeneration) => unavailable(store.put(key, token, ifGeneration)),
+    invalidate: (key, value) => unavailable(store.invalidate(key, value)),
+    reserveForceRefresh: (key, now, budget) => unavailable(store.reserveForceRefresh(key, now, budget)),
     async close() {
       await store.close();
       await extra();
@@ -104,7 +117,11 @@ export async function openTokenStore(
   }
   if (config.databaseUrl !== '') {
     const { default: pg } = await import('pg');
-    const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
+    const pool = new pg.Pool({
+      connectionString: config.databaseUrl,
+      max: 4,
+      connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+    });
     // An idle client's error (server restart, terminated backend) is emitted on the pool; unheard, it kills the process.
     pool.on('error', onPoolError);
     const { createPostgresTokenStore } = await import('../wechat/token-stores/postgres.js');
@@ -186,7 +203,7 @@ export async function startService(
       },
       config,
     );
-    closers.push(() => app.close());
+    closers.push(() => closeServer(app));
 
     const rateLimiter = await openRateLimiter(config, closers, (err) =>
       logger.warn({ err: err.message }, 'rate limiter (Redis) connection failed; reconnecting'),
@@ -259,17 +276,21 @@ async function openRateLimiter(
 export async function runServe(env: NodeJS.ProcessEnv, flags: ConfigFlags): Promise<void> {
   const config = configFromEnv(env, flags);
   const logger = createCliLogger({ level: config.logLevel });
-  if (config.wechat.appId === '') {
-    // Every route and send is for one service account: without its appid there is nothing to serve.
-    const problems = ['wechat.appId: required by wxsub serve (WXSUB_WECHAT_APP_ID or --wechat-app-id)'];
+  // Every route and send is for one service account: without its appid there is nothing to serve, and without
+  // its secret the dispatcher can get no access token (checked before the database is touched).
+  const problems = [
+    ...(config.wechat.appId === ''
+      ? ['wechat.appId: required by wxsub serve (WXSUB_WECHAT_APP_ID or --wechat-app-id)']
+      : []),
+    ...(config.wechat.appSecret === ''
+      ? ['wechat.appSecret: required by wxsub serve (WXSUB_WECHAT_APP_SECRET)']
+      : []),
+  ];
+  if (problems.length > 0)
     throw new AppError('CONFIG_INVALID', {
       message: `Configuration is invalid:\n  - ${problems.join('\n  - ')}`,
       details: { problems },
     });
-  }
-  if (config.wechat.appSecret === '') {
-    logger.warn('WXSUB_WECHAT_APP_SECRET is not set: sends will fail until it is');
-  }
   const svc = await startService(config, { logger });
   console.log(`wxsub service listening on ${svc.url}`);
   await runUntilSignal(() => svc.close(), { onSignal: (s) => logger.info({ signal: s }, 'shutting down') });

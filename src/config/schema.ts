@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { isAllowlistEntry } from '../consent/allowlist.js';
 import { AppError } from '../errors.js';
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** pino levels the service and `wxsub dev` accept. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -93,7 +94,17 @@ export const serviceConfigSchema = z
     sqlitePath: z.string().default(''),
     /** PostgreSQL URL; when set it replaces SQLite. Env `DATABASE_URL`. @default '' */
     databaseUrl: z
-      .union([z.literal(''), z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres://')])
+      .union([
+        z.literal(''),
+        z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, 'must start with postgres://')
+          // What pg parses it with (WHATWG URL): a port over 65535 or a stray character fails there, unnamed.
+          .refine(
+            (v) => URL.canParse(v),
+            'must be a valid URL (host, port 0–65535, percent-encoded password)',
+          ),
+      ])
       .default(''),
     /** Redis URL for the token cache and shared rate limits; '' = none. Env `REDIS_URL`. @default '' */
     redisUrl: z

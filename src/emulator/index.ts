@@ -1,6 +1,7 @@
 // Public entry of the WeChat platform emulator: createEmulator, seed loading and the types around them.
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../util/clock.js';
+import { closeServer } from '../util/close-server.js';
 import { buildEmulatorApp } from './app.js';
 import { createInjectFetch } from './fetch.js';
 import type { EmulatorSeed } from './seed.js';
@@ -90,7 +91,7 @@ export async function createEmulator(options: EmulatorOptions = {}): Promise<Emu
     async close() {
       if (closed) return;
       closed = true;
-      await app.close();
+      await closeServer(app);
     },
   };
 }

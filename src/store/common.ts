@@ -13,6 +13,9 @@ import type {
   OutboxMessage,
 } from './store.js';
 
+/** How long a new PostgreSQL connection may take before it fails as `STORE_UNAVAILABLE`, in ms. */
+export const PG_CONNECT_TIMEOUT_MS = 10_000;
+
 /**
  * A generator of unique, time-sortable ids. Ids must match {@link ID_RE}: they travel in URL paths
  * (`GET /v1/messages/:id`) and page cursors.

@@ -12,6 +12,15 @@ it('masks secrets in query strings, JSON and XML', () => {
   expect(s).toContain('"errcode":0');
 });
 
+it('masks Authorization credentials and connection-string passwords', () => {
+  const s = redact(
+    'Headers.append: "Bearer wxs_SecretKey123" is invalid; postgres://u@h/db?sslmode=require&password=PgPw1 basic dXNlcjpwdw==',
+  );
+  for (const secret of ['wxs_SecretKey123', 'PgPw1', 'dXNlcjpwdw==']) expect(s).not.toContain(secret);
+  expect(s).toContain('sslmode=require');
+  expect(s).toContain('Bearer [REDACTED]');
+});
+
 it('leaves ordinary text and errcode alone', () => {
   expect(redact('errcode=43101 user refuse to accept the msg rid: 1-2-3')).toBe(
     'errcode=43101 user refuse to accept the msg rid: 1-2-3',

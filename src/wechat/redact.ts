@@ -24,6 +24,9 @@ const SECRET_NAMES = [
   'token',
   'Encrypt',
   'echostr',
+  // connection-string parameters libpq and pg read as credentials (`postgres://h/db?password=…`)
+  'password',
+  'sslpassword',
 ];
 
 const names = SECRET_NAMES.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
@@ -33,13 +36,16 @@ const QUERY_RE = new RegExp(`([?&;\\s"']|^)(${names})=([^&\\s"'#]*)`, 'g');
 const JSON_RE = new RegExp(`("(?:${names})"\\s*:\\s*)"((?:[^"\\\\]|\\\\.)*)"`, 'g');
 // <Encrypt><![CDATA[...]]></Encrypt>-style XML elements
 const XML_RE = /<(Encrypt|MsgSignature)>(<!\[CDATA\[)?[^<\]]*(\]\]>)?<\/\1>/g;
+// An Authorization header's credentials (`Bearer wxs_…`), however they reached a message
+const BEARER_RE = /\b(Bearer|Basic)\s+[^\s"',;]+/gi;
 
 /** The mask written in place of every secret. */
 export const REDACTED = '[REDACTED]';
 
 /**
  * Removes secrets from `text`: `access_token=`, `secret=`, `ticket=`, `signature=`, `msg_signature=`,
- * OAuth `code=`, their JSON forms (`"access_token":"…"`), and `<Encrypt>` payloads.
+ * OAuth `code=`, `password=` (connection strings), their JSON forms (`"access_token":"…"`), `<Encrypt>` payloads
+ * and `Bearer …` credentials.
  * (Bare values with no name are not guessed at: callers must not put secrets into free text.)
  * Apply to every log line and every error message built from outside input.
  * @example redact('GET /cgi-bin/ticket/getticket?access_token=abc&type=jsapi') // '…?access_token=[REDACTED]&type=jsapi'
@@ -48,7 +54,8 @@ export function redact(text: string): string {
   return text
     .replace(QUERY_RE, (_m, pre: string, key: string) => `${pre}${key}=${REDACTED}`)
     .replace(JSON_RE, (_m, pre: string) => `${pre}"${REDACTED}"`)
-    .replace(XML_RE, (_m, tag: string) => `<${tag}>${REDACTED}</${tag}>`);
+    .replace(XML_RE, (_m, tag: string) => `<${tag}>${REDACTED}</${tag}>`)
+    .replace(BEARER_RE, (_m, scheme: string) => `${scheme} ${REDACTED}`);
 }
 
 const SECRET_KEYS = new Set(SECRET_NAMES.map((n) => n.toLowerCase()));

@@ -10,6 +10,7 @@ import {
   HELD_BY_LIVE_MESSAGE,
   MAY_HAVE_LEFT_CODE,
   OUTCOME_UNKNOWN_CODE,
+  PG_CONNECT_TIMEOUT_MS,
   attemptsGivenBack,
   completionRow,
   createIdGenerator,
@@ -89,7 +90,12 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   const pool: pg.Pool =
     'pool' in options
       ? options.pool
-      : new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+      : new pg.Pool({
+          connectionString: options.url,
+          max: options.poolSize ?? 10,
+          // A server that takes the connection but never answers (a partition) fails instead of hanging.
+          connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+        });
   // An idle client's error (e.g. the server restarted) must not crash the process; the next query reconnects.
   const onError = (): void => {};
   if (ownsPool) pool.on('error', onError);
@@ -1076,11 +1082,19 @@ const ROLLBACK = Symbol('rollback');
 /** Connection-level failures become STORE_UNAVAILABLE (retryable); SQL errors pass through unchanged. */
 function wrap(err: unknown): unknown {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  // Connection failures, a server shutting down, and a login refused (no such database 3D000, role or password
+  // 28000/28P01): the store cannot be used, whatever the statement.
   if (
     typeof code === 'string' &&
-    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|57P0[1-3]|08\d{3})$/.test(code)
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|EHOSTUNREACH|57P0[1-3]|08\d{3}|3D000|28000|28P01)$/.test(
+      code,
+    )
   ) {
     return new AppError('STORE_UNAVAILABLE', { cause: err, details: { code } });
   }
+  // pg's own connection timeout (connectionTimeoutMillis) and a connection closed under a query carry no code.
+  const message = err instanceof Error ? err.message : '';
+  if (/connection timeout|timeout expired|Connection terminated/i.test(message))
+    return new AppError('STORE_UNAVAILABLE', { cause: err });
   return err;
 }

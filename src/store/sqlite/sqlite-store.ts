@@ -89,14 +89,17 @@ type Stmt = Database.Statement<unknown[], Row>;
  * @example const store = createSqliteStore({ path: './data/wxsub.db' }); await store.migrate();
  */
 export function createSqliteStore(options: SqliteStoreOptions): Store {
-  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-  let db: Database.Database;
+  let db: Database.Database | undefined;
+  // Its folder cannot be made (a file is in the way), the file is no database, or it cannot be written: the first
+  // pragma finds out. Either way the store is unusable, and says so with the one code.
   try {
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     db = new Database(options.path);
+    db.pragma('journal_mode = WAL');
   } catch (cause) {
+    db?.close();
     throw new AppError('STORE_UNAVAILABLE', { message: 'Could not open the SQLite database', cause });
   }
-  db.pragma('journal_mode = WAL');
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
