@@ -124,6 +124,11 @@ export function encryptMessage(input: {
   const key = decodeAesKey(input.encodingAesKey);
   if (typeof input.message !== 'string') throw new WeChatInvalidArgumentError('message', 'must be a string');
   if (typeof input.appId !== 'string') throw new WeChatInvalidArgumentError('appId', 'must be a string');
+  // UTF-8 cannot carry a lone surrogate: Buffer.from would turn it into U+FFFD, and the text decrypted would differ.
+  if (LONE_SURROGATE.test(input.message))
+    throw new WeChatInvalidArgumentError('message', 'must be well-formed Unicode (no lone surrogates)');
+  if (LONE_SURROGATE.test(input.appId))
+    throw new WeChatInvalidArgumentError('appId', 'must be well-formed Unicode (no lone surrogates)');
   const random = input.random ?? randomBytes(16);
   if (!Buffer.isBuffer(random) || random.length !== 16)
     throw new WeChatInvalidArgumentError('random', 'must be 16 bytes');
@@ -135,6 +140,8 @@ export function encryptMessage(input: {
   cipher.setAutoPadding(false);
   return Buffer.concat([cipher.update(plain), cipher.final()]).toString('base64');
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function decryptFailed(reason: string): AppError {
   return new AppError('WX_DECRYPT_FAILED', {
@@ -153,7 +160,10 @@ export function decryptMessage(input: {
   appId: string;
   encrypt: unknown;
 }): { message: string; keyIndex: number } {
-  const keys = typeof input.encodingAesKey === 'string' ? [input.encodingAesKey] : input.encodingAesKey;
+  if (input === null || typeof input !== 'object') throw decryptFailed('no input');
+  // No key configured (plaintext mode) is a message we cannot read, like a wrong key: no TypeError.
+  const given: unknown = input.encodingAesKey;
+  const keys: unknown[] = typeof given === 'string' ? [given] : Array.isArray(given) ? given : [];
   if (typeof input.encrypt !== 'string' || input.encrypt.length === 0 || input.encrypt.length > 4_000_000)
     throw decryptFailed('Encrypt is missing');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(input.encrypt) || input.encrypt.length % 4 !== 0)
@@ -164,7 +174,9 @@ export function decryptMessage(input: {
   let last: AppError = decryptFailed('no key');
   for (let i = 0; i < keys.length; i++) {
     try {
-      return { message: decryptWith(decodeAesKey(keys[i] as string), data, input.appId), keyIndex: i };
+      const key = keys[i];
+      if (typeof key !== 'string') throw decryptFailed('bad key');
+      return { message: decryptWith(decodeAesKey(key), data, input.appId), keyIndex: i };
     } catch (err) {
       last = err instanceof AppError && err.code === 'WX_DECRYPT_FAILED' ? err : decryptFailed('bad key');
     }
@@ -187,7 +199,8 @@ function decryptWith(key: Buffer, data: Buffer, appId: string): string {
   const from = body.subarray(20 + len).toString('utf8');
   if (from !== appId) throw decryptFailed('appid does not match');
   const msg = body.subarray(20, 20 + len);
-  const text = new TextDecoder('utf-8', { fatal: true });
+  // ignoreBOM: the message's bytes come back as they were sent, a leading U+FEFF included.
+  const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   try {
     return text.decode(msg);
   } catch {

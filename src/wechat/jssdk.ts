@@ -32,7 +32,9 @@ export type JsSdkConfig = {
 
 /** Checks a page URL given for signing: absolute http(s). */
 export function checkPageUrl(url: unknown): string {
-  if (typeof url !== 'string' || url.length > 4096)
+  // `new URL()` would quietly drop surrounding whitespace and tabs or line breaks, but the signature is over the
+  // text given: a URL no page's `location.href` can be, whose signature wx.config would always refuse.
+  if (typeof url !== 'string' || url.length > 4096 || /^\s|\s$|[\t\r\n]/.test(url))
     throw new WeChatInvalidArgumentError('url', 'must be an absolute http(s) URL');
   let u: URL;
   try {
