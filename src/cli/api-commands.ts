@@ -6,6 +6,11 @@ export const API_CALL_TIMEOUT_MS = 15_000;
 /** What an API key looks like to the CLI: printable ASCII without spaces (what an HTTP header can carry). */
 const API_KEY_RE = /^[\x21-\x7e]{1,512}$/;
 
+/** An absolute http(s) URL without whitespace (what `--url` and `--public-base-url` take). */
+export function isHttpUrl(v: string): boolean {
+  return /^https?:\/\/\S+$/i.test(v) && URL.canParse(v);
+}
+
 /** A usage error of a command: `CLI_USAGE` and what is wrong. */
 const usage = (message: string) => new AppError('CLI_USAGE', { message });
 
@@ -25,7 +30,7 @@ function apiOpts(env: NodeJS.ProcessEnv, opts: Record<string, unknown>): ApiOpts
       'the API key is not valid: printable characters without spaces, as `wxsub apikey create` prints it',
     );
   const url = String(opts.url).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^\s]+$/i.test(url) || !URL.canParse(url))
+  if (!isHttpUrl(url))
     throw usage("--url (WXSUB_URL) must be the service's http(s) URL, e.g. http://127.0.0.1:3000");
   return { url, apiKey };
 }

@@ -1,6 +1,6 @@
 // Turns the config table (CONFIG_DOC) into commander options and the parsed options back into config flags.
 import { Option, type Command } from 'commander';
-import { CONFIG_DOC, type ConfigFlags } from '../config/schema.js';
+import { CONFIG_DOC, settingFromText, type ConfigFlags } from '../config/schema.js';
 
 /** commander's attribute name for a `--kebab-case` flag. */
 function attributeOf(flag: string): string {
@@ -29,20 +29,8 @@ export function configFlagsFrom(opts: Record<string, unknown>): ConfigFlags {
   for (const row of CONFIG_DOC) {
     const raw = opts[attributeOf(row.flag)];
     if (typeof raw !== 'string') continue;
-    const isNumber = /^-?\d+(\.\d+)?$/.test(row.default);
-    const isList =
-      row.default === '(none)' || row.path.endsWith('Allowlist') || row.path.endsWith('Templates');
-    // Decimal only, as the env variables are read: `0x50` or `1e3` is refused (NaN → CONFIG_INVALID), not converted.
-    const value: unknown = isNumber
-      ? /^\s*-?\d+(\.\d+)?\s*$/.test(raw)
-        ? Number(raw)
-        : Number.NaN
-      : isList
-        ? raw
-            .split(',')
-            .map((s) => s.trim())
-            .filter((s) => s.length > 0)
-        : raw;
+    // Read as the env variable is: `0x50` or `1e3` for a number is refused (NaN → CONFIG_INVALID), not converted.
+    const value = settingFromText(row.path, raw);
     const keys = row.path.split('.');
     let o = out;
     for (const k of keys.slice(0, -1)) {

@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { LOG_LEVELS } from '../config/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { redact } from '../wechat/redact.js';
+import { isHttpUrl } from './api-commands.js';
 import { addConfigOptions, configFlagsFrom } from './config-flags.js';
 
 /** A decimal integer, or NaN (`Number('')` would be 0, `Number('0x10')` 16). */
@@ -20,7 +21,7 @@ function parsePort(v: string): number {
 
 /** Parses an absolute http(s) URL argument. */
 function parseHttpUrl(v: string): string {
-  if (!/^https?:\/\/\S+$/i.test(v) || !URL.canParse(v))
+  if (!isHttpUrl(v))
     throw new InvalidArgumentError('must be an absolute http(s) URL, e.g. http://192.168.1.20:4100');
   return v;
 }

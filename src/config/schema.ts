@@ -398,6 +398,15 @@ function mergeDeep(base: Record<string, unknown>, over: Record<string, unknown>)
 }
 
 /**
+ * A setting's value from its text (an env variable or a CLI flag), read as its default's type: decimal numbers only
+ * (NaN otherwise, which the schema refuses), comma lists for arrays, the text itself for strings.
+ * @example settingFromText('delivery.concurrency', '32') // 32
+ */
+export function settingFromText(path: string, raw: string): unknown {
+  return coerce(raw, getPath(DEFAULTS, path));
+}
+
+/**
  * Builds the configuration from environment variables (see {@link CONFIG_DOC}) and CLI flags; flags win.
  * Empty variables count as unset. Only the CLI calls this with `process.env`.
  * @throws AppError CONFIG_INVALID
@@ -411,7 +420,7 @@ export function configFromEnv(
   for (const r of ROWS) {
     const raw = env[r.env];
     if (raw === undefined || raw === '') continue;
-    setPath(fromEnv, r.path, coerce(raw, getPath(DEFAULTS, r.path)));
+    setPath(fromEnv, r.path, settingFromText(r.path, raw));
   }
   return parseConfig(mergeDeep(fromEnv, flags as Record<string, unknown>));
 }

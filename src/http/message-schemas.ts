@@ -181,7 +181,6 @@ export const listGrantsQuery = z.strictObject({
 
 type Issue = { path: string; message: string };
 
-const chars = charLength;
 const COLOR_RE = /^#[0-9A-Fa-f]{6}$/;
 
 /** `miniprogram` as the SDK checks it (validate.ts), or a message accepted here would fail at the send. */
@@ -196,7 +195,7 @@ function checkMiniprogram(
     ['pagepath', MAX_MINIPROGRAM_PAGEPATH_CHARS],
   ] as const) {
     const v = m[field];
-    if (v.trim() === '' || chars(v) > max)
+    if (v.trim() === '' || charLength(v) > max)
       issues.push({
         path: `${prefix}miniprogram.${field}`,
         message: `must be 1–${max} characters, not blank`,
@@ -206,7 +205,7 @@ function checkMiniprogram(
 
 function checkUrl(v: string | undefined, path: string, issues: Issue[]): void {
   if (v === undefined) return;
-  let ok = chars(v) <= MAX_URL_CHARS && /^https?:\/\//i.test(v);
+  let ok = charLength(v) <= MAX_URL_CHARS && /^https?:\/\//i.test(v);
   if (ok) {
     try {
       new URL(v);
@@ -243,9 +242,9 @@ export function keywordProblem(type: string, value: string, enumValues?: readonl
  */
 export function checkOneTimePayload(p: z.output<typeof oneTimePayloadSchema>, prefix = ''): OneTimePayload {
   const issues: Issue[] = [];
-  if (chars(p.title) < 1 || chars(p.title) > 15)
+  if (charLength(p.title) < 1 || charLength(p.title) > 15)
     issues.push({ path: `${prefix}title`, message: 'must be 1–15 characters' });
-  if (chars(p.content) < 1 || chars(p.content) > 200)
+  if (charLength(p.content) < 1 || charLength(p.content) > 200)
     issues.push({ path: `${prefix}content`, message: 'must be 1–200 characters' });
   if (p.color !== undefined && !COLOR_RE.test(p.color))
     issues.push({ path: `${prefix}color`, message: 'must be #RRGGBB' });

@@ -539,25 +539,36 @@ describe.concurrent('long-running commands', () => {
     }
   });
 
-  it('emulator exits 0 promptly on SIGTERM while a client holds a half-sent request', async () => {
-    const c = start(['emulator', '--port', '0']);
+  /**
+   * Waits for `c` to print `listening` (its URL), opens a connection that sends half a request to `path`, then sends
+   * SIGTERM: returns the exit code and whether it came within 5 s.
+   */
+  async function sigtermWithHalfSentRequest(c: Child, listening: RegExp, path: string) {
     let sock: Socket | undefined;
     try {
-      const url = new URL((await waitFor(c, /wxsub emulator listening on (\S+)/))[1] as string);
+      const url = new URL((await waitFor(c, listening))[1] as string);
       sock = connect(Number(url.port), url.hostname);
       sock.on('error', () => {});
       await new Promise<void>((r) => sock?.once('connect', () => r()));
-      sock.write('GET /__emulator HTTP/1.1\r\nHost: x\r\n'); // headers not finished
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n`); // headers not finished
       await new Promise((r) => setTimeout(r, 300));
       const t0 = Date.now();
       c.proc.kill('SIGTERM');
       const { code } = await c.exited;
-      // observed: exit 1 after 10 s, "wxsub: shutdown took longer than 10000 ms, exiting"
-      expect({ code, fast: Date.now() - t0 < 5000 }).toEqual({ code: 0, fast: true });
+      return { code, fast: Date.now() - t0 < 5000 };
     } finally {
       sock?.destroy();
       kill(c);
     }
+  }
+
+  it('emulator exits 0 promptly on SIGTERM while a client holds a half-sent request', async () => {
+    const c = start(['emulator', '--port', '0']);
+    // observed: exit 1 after 10 s, "wxsub: shutdown took longer than 10000 ms, exiting"
+    expect(await sigtermWithHalfSentRequest(c, /wxsub emulator listening on (\S+)/, '/__emulator')).toEqual({
+      code: 0,
+      fast: true,
+    });
   });
 
   it('serve exits 0 promptly on SIGTERM while a client holds a half-sent request', async () => {
@@ -568,22 +579,10 @@ describe.concurrent('long-running commands', () => {
       WXSUB_WECHAT_BASE_URL: emulatorUrl,
       WXSUB_LOG_LEVEL: 'warn',
     });
-    let sock: Socket | undefined;
-    try {
-      const url = new URL((await waitFor(c, /wxsub service listening on (\S+)/))[1] as string);
-      sock = connect(Number(url.port), url.hostname);
-      sock.on('error', () => {});
-      await new Promise<void>((r) => sock?.once('connect', () => r()));
-      sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
-      await new Promise((r) => setTimeout(r, 300));
-      const t0 = Date.now();
-      c.proc.kill('SIGTERM');
-      const { code } = await c.exited;
-      expect({ code, fast: Date.now() - t0 < 5000 }).toEqual({ code: 0, fast: true });
-    } finally {
-      sock?.destroy();
-      kill(c);
-    }
+    expect(await sigtermWithHalfSentRequest(c, /wxsub service listening on (\S+)/, '/healthz')).toEqual({
+      code: 0,
+      fast: true,
+    });
   });
 
   it('serve and emulator on a port in use exit 1 at once without claiming to listen (stderr stays JSON + one error line)', async () => {

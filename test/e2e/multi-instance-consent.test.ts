@@ -9,7 +9,14 @@ import { createEmulator, type Emulator } from '../../src/emulator/index.js';
 import { createApiKey } from '../../src/http/api-keys.js';
 import { createCliLogger } from '../../src/cli/logger.js';
 import { createTempDatabase, skipUnless, type TempDatabase } from '../support/services.js';
-import { APP_ID, CookieJar, EMULATOR_SEED, ONE_TIME_TPL, USERS } from './service-harness.js';
+import {
+  APP_ID,
+  CookieJar,
+  EMULATOR_SEED,
+  ONE_TIME_TPL,
+  USERS,
+  submitConsentDecision,
+} from './service-harness.js';
 
 const SECRET = 'shared-consent-secret-of-ab-0123456789abcdef';
 const OTHER_SECRET = 'OTHER-consent-secret-of-c-x-0123456789abcdef';
@@ -85,16 +92,7 @@ describe.skipIf(skip)('several instances on one PostgreSQL', () => {
 
   /** The user decides on the emulator's page; returns the callback URL, re-pointed at `target` (the load balancer's pick). */
   async function decide(consent: URL, action: 'confirm' | 'cancel', openid: string, target: RunningService) {
-    const form = new URLSearchParams();
-    for (const k of ['appid', 'template_id', 'scene', 'redirect_url', 'reserved'])
-      form.set(k, consent.searchParams.get(k) ?? '');
-    form.set('openid', openid);
-    form.set('action', action);
-    const res = await fetch(`${emuBase}/mp/subscribemsg/decide`, {
-      method: 'POST',
-      body: form,
-      redirect: 'manual',
-    });
+    const res = await submitConsentDecision(emuBase, consent, action, openid);
     expect(res.status, await res.clone().text()).toBe(302);
     const cb = new URL(res.headers.get('location') as string);
     expect(cb.pathname).toBe('/consent/one-time/callback');
@@ -415,11 +413,12 @@ describe.skipIf(skip)('several instances on one PostgreSQL', () => {
   }, 20_000);
 
   it('two links for one scene completed on A and B at once leave one grant, created once', async () => {
-    for (const scene of ['8100', '8101']) {
+    /** Links for `scene` minted on `mint[0]`/`mint[1]`, completed on A and B at once; returns each answer's `created`. */
+    const confirmTogether = async (scene: string, mint: [RunningService, RunningService]) => {
       const jars = [new CookieJar(), new CookieJar()];
       const cbs = [
-        await decide(await begin(A, jars[0] as CookieJar, scene, null), 'confirm', BOB, A),
-        await decide(await begin(B, jars[1] as CookieJar, scene, null), 'confirm', BOB, B),
+        await decide(await begin(mint[0], jars[0] as CookieJar, scene, null), 'confirm', BOB, A),
+        await decide(await begin(mint[1], jars[1] as CookieJar, scene, null), 'confirm', BOB, B),
       ];
       const rs = await Promise.all(
         cbs.map((cb, i) =>
@@ -427,10 +426,10 @@ describe.skipIf(skip)('several instances on one PostgreSQL', () => {
         ),
       );
       expect(rs.map((r) => r.status)).toEqual([200, 200]);
-      const created = await Promise.all(
-        rs.map(async (r) => ((await r.json()) as { created: boolean }).created),
-      );
-      expect(created.filter(Boolean)).toHaveLength(1);
+      return Promise.all(rs.map(async (r) => ((await r.json()) as { created: boolean }).created));
+    };
+    for (const scene of ['8100', '8101']) {
+      expect((await confirmTogether(scene, [A, B])).filter(Boolean)).toHaveLength(1);
       const g = await A.store.grants.get({
         appId: APP_ID,
         openid: BOB,
@@ -448,21 +447,7 @@ describe.skipIf(skip)('several instances on one PostgreSQL', () => {
           now: Date.now(),
         }),
       ).toBe(true);
-      const jars2 = [new CookieJar(), new CookieJar()];
-      const cbs2 = [
-        await decide(await begin(B, jars2[0] as CookieJar, scene, null), 'confirm', BOB, A),
-        await decide(await begin(A, jars2[1] as CookieJar, scene, null), 'confirm', BOB, B),
-      ];
-      const rs2 = await Promise.all(
-        cbs2.map((cb, i) =>
-          fetch(cb, { redirect: 'manual', headers: { cookie: (jars2[i] as CookieJar).header() } }),
-        ),
-      );
-      expect(rs2.map((r) => r.status)).toEqual([200, 200]);
-      const created2 = await Promise.all(
-        rs2.map(async (r) => ((await r.json()) as { created: boolean }).created),
-      );
-      expect(created2.filter(Boolean)).toHaveLength(1);
+      expect((await confirmTogether(scene, [B, A])).filter(Boolean)).toHaveLength(1);
     }
   });
 

@@ -14,6 +14,7 @@ import {
   USERS,
   type Engine,
   type RunningService,
+  submitConsentDecision,
 } from './service-harness.js';
 
 const NEXT = 'http://app.test/shop/page?ref=x#/orders/7?tab=2';
@@ -72,16 +73,7 @@ for (const engine of ['sqlite', 'postgres'] as Engine[]) {
       openid: string,
       serviceBase = svc.baseUrl,
     ) {
-      const form = new URLSearchParams();
-      for (const k of ['appid', 'template_id', 'scene', 'redirect_url', 'reserved'])
-        form.set(k, consentUrl.searchParams.get(k) ?? '');
-      form.set('openid', openid);
-      form.set('action', action);
-      const res = await fetch(`${emuBase}/mp/subscribemsg/decide`, {
-        method: 'POST',
-        body: form,
-        redirect: 'manual',
-      });
+      const res = await submitConsentDecision(emuBase, consentUrl, action, openid);
       expect(res.status).toBe(302);
       const cb = res.headers.get('location') as string;
       expect(cb.startsWith(`${serviceBase}/consent/one-time/callback?`)).toBe(true);

@@ -133,3 +133,21 @@ export async function get(url: string, jar?: CookieJar): Promise<Response> {
   jar?.take(res);
   return res;
 }
+
+/**
+ * Submits 允许 (`confirm`) or 取消 (`cancel`) on the emulator's consent page at `emuBase` as `openid`, for the consent
+ * URL the service redirected to; returns the emulator's answer (302 to the service's callback when all is well).
+ */
+export function submitConsentDecision(
+  emuBase: string,
+  consentUrl: URL,
+  action: 'confirm' | 'cancel',
+  openid: string,
+): Promise<Response> {
+  const form = new URLSearchParams();
+  for (const k of ['appid', 'template_id', 'scene', 'redirect_url', 'reserved'])
+    form.set(k, consentUrl.searchParams.get(k) ?? '');
+  form.set('openid', openid);
+  form.set('action', action);
+  return fetch(`${emuBase}/mp/subscribemsg/decide`, { method: 'POST', body: form, redirect: 'manual' });
+}
